@@ -1,0 +1,490 @@
+// Package storetest checks that a [store.Store] keeps the contract the
+// tracker relies on. A store's own test calls [Run]:
+//
+//	func TestConformance(t *testing.T) {
+//		storetest.Run(t, func(t *testing.T) storetest.Fixture {
+//			clock := newFakeClock()
+//			s := mystore.New(mystore.WithClock(clock.Now))
+//			t.Cleanup(func() { s.Close() })
+//			return storetest.Fixture{Store: s, Advance: clock.Advance}
+//		})
+//	}
+//
+// Each rule is a named subtest that builds its own fixture, uses ids of its
+// own, runs in parallel with the others, and says in its failure message
+// which rule was broken. If the store implements [store.Watcher], the watch
+// rules are checked too.
+package storetest
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/taskstatus/taskstatus/store"
+)
+
+// A Fixture is one store under test and the means to drive its clock.
+type Fixture struct {
+	// Store is the store under test.
+	Store store.Store
+
+	// Advance makes d of the store's time pass, so that tasks whose
+	// time to live ends within d expire. It is required: a store whose
+	// expiry cannot be driven cannot show that it expires tasks.
+	Advance func(t *testing.T, d time.Duration)
+}
+
+// watchTimeout bounds every wait on a watch channel, so that a store that
+// fails to deliver makes the test fail instead of hang.
+const watchTimeout = 10 * time.Second
+
+// Run checks every rule of the Store contract against fixtures made by
+// newFixture, which is called once per subtest.
+func Run(t *testing.T, newFixture func(t *testing.T) Fixture) {
+	run := fmt.Sprintf("st%08x", rand.Uint32())
+	for _, tc := range []struct {
+		name string
+		test func(t *testing.T, f Fixture, id string)
+	}{
+		{"GetUnknown", testGetUnknown},
+		{"DeleteUnknown", testDeleteUnknown},
+		{"RoundTrip", testRoundTrip},
+		{"VersionIncrements", testVersionIncrements},
+		{"ConflictOnStaleVersion", testConflict},
+		{"CreateAfterDelete", testCreateAfterDelete},
+		{"TTL", testTTL},
+		{"ConcurrentWriters", testConcurrentWriters},
+		{"InvalidID", testInvalidID},
+		{"LargeValues", testLargeValues},
+		{"ReadIsolation", testReadIsolation},
+		{"CanceledContext", testCanceledContext},
+		{"WatchUnknown", watchTest(testWatchUnknown)},
+		{"WatchInOrder", watchTest(testWatchInOrder)},
+		{"WatchAfterEnd", watchTest(testWatchAfterEnd)},
+		{"WatchCancel", watchTest(testWatchCancel)},
+		{"WatchDelete", watchTest(testWatchDelete)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			f := newFixture(t)
+			require.NotNil(t, f.Store, "Fixture.Store is nil")
+			require.NotNil(t, f.Advance, "Fixture.Advance is nil: expiry cannot be checked")
+			tc.test(t, f, run+"-"+tc.name)
+		})
+	}
+}
+
+// watchTest runs test only for stores that implement store.Watcher. For the
+// others there is nothing to check, and the subtest passes empty.
+func watchTest(test func(t *testing.T, w store.Watcher, f Fixture, id string)) func(*testing.T, Fixture, string) {
+	return func(t *testing.T, f Fixture, id string) {
+		if w, ok := f.Store.(store.Watcher); ok {
+			test(t, w, f, id)
+		}
+	}
+}
+
+// newState returns a pending task at version 1, created at a fixed instant
+// with a nanosecond part, so that lost precision shows.
+func newState(id string) store.State {
+	created := time.Date(2025, 11, 12, 10, 0, 0, 123456789, time.UTC)
+	return store.State{
+		ID:        id,
+		Status:    store.StatusPending,
+		CreatedAt: created,
+		UpdatedAt: created,
+		Attempt:   1,
+		Version:   1,
+	}
+}
+
+// next returns the state after st with one change applied by edit.
+func next(st store.State, edit func(*store.State)) store.State {
+	st = st.Clone()
+	st.Version++
+	st.UpdatedAt = st.UpdatedAt.Add(time.Millisecond)
+	if edit != nil {
+		edit(&st)
+	}
+	return st
+}
+
+func put(t *testing.T, s store.Store, st store.State) {
+	t.Helper()
+	require.NoError(t, s.Put(t.Context(), st, 0), "Put of version %d", st.Version)
+}
+
+// requireState fails unless got records want, comparing times to the
+// millisecond and requiring them in UTC.
+func requireState(t *testing.T, want, got store.State, msgAndArgs ...any) {
+	t.Helper()
+	for _, tm := range []time.Time{got.CreatedAt, got.StartedAt, got.UpdatedAt, got.CompletedAt} {
+		require.Equal(t, time.UTC, tm.Location(), "times must come back in UTC")
+	}
+	want, got = truncate(want), truncate(got)
+	if !want.Equal(got) {
+		require.Equal(t, want, got, msgAndArgs...) // shows the difference
+		require.Fail(t, "states differ", msgAndArgs...)
+	}
+}
+
+func truncate(st store.State) store.State {
+	st = st.Clone()
+	for _, tm := range []*time.Time{&st.CreatedAt, &st.StartedAt, &st.UpdatedAt, &st.CompletedAt} {
+		*tm = tm.Truncate(time.Millisecond).UTC()
+	}
+	for i := range st.Steps {
+		st.Steps[i].StartedAt = st.Steps[i].StartedAt.Truncate(time.Millisecond).UTC()
+		st.Steps[i].CompletedAt = st.Steps[i].CompletedAt.Truncate(time.Millisecond).UTC()
+	}
+	return st
+}
+
+func testGetUnknown(t *testing.T, f Fixture, id string) {
+	_, err := f.Store.Get(t.Context(), id)
+	require.ErrorIs(t, err, store.ErrNotFound, "Get of a task never created must report ErrNotFound")
+}
+
+func testDeleteUnknown(t *testing.T, f Fixture, id string) {
+	require.NoError(t, f.Store.Delete(t.Context(), id), "Delete of an unknown task is not an error")
+}
+
+func testRoundTrip(t *testing.T, f Fixture, id string) {
+	st := newState(id)
+	put(t, f.Store, st)
+	got, err := f.Store.Get(t.Context(), id)
+	require.NoError(t, err)
+	requireState(t, st, got, "a pending task must read back as written")
+
+	at := st.CreatedAt
+	full := next(st, func(s *store.State) {
+		s.CorrelationID = "c9a7f417-c2d2-48a3-802b-fa00e20dd207"
+		s.Status = store.StatusFailed
+		s.StartedAt = at.Add(time.Second)
+		s.CompletedAt = at.Add(5234 * time.Millisecond)
+		s.UpdatedAt = s.CompletedAt
+		s.ErrorMessage = "Vectorization failed: Connection refused ✗"
+		s.ErrorDetails = map[string]json.RawMessage{
+			"exception_type": json.RawMessage(`"ConnectionError"`),
+			"nested":         json.RawMessage(`{"a":[1,2.5,null,true],"b":"\u003chtml\u003e"}`),
+		}
+		s.Steps = []store.Step{
+			{Name: "file_node_creation", Status: store.StepSuccess, StartedAt: at.Add(time.Second), CompletedAt: at.Add(2 * time.Second), Attempt: 1},
+			{Name: "embedding_generation", Status: store.StepFailed, StartedAt: at.Add(2 * time.Second), CompletedAt: at.Add(3 * time.Second), Error: "Connection refused", Attempt: 3},
+			{Name: "freshness_analysis", Status: store.StepSkipped},
+		}
+		s.Progress = store.Progress{Done: 2, Total: 5, Message: "embedding"}
+		s.Result = map[string]json.RawMessage{
+			"entities_extracted": json.RawMessage(`42`),
+			"vector_indexed":     json.RawMessage(`false`),
+		}
+		s.Attempt = 2
+	})
+	put(t, f.Store, full)
+	got, err = f.Store.Get(t.Context(), id)
+	require.NoError(t, err)
+	requireState(t, full, got, "every field must read back as written")
+}
+
+func testVersionIncrements(t *testing.T, f Fixture, id string) {
+	st := newState(id)
+	for v := int64(1); v <= 5; v++ {
+		put(t, f.Store, st)
+		got, err := f.Store.Get(t.Context(), id)
+		require.NoError(t, err)
+		require.Equal(t, v, got.Version, "Get must return the version last written")
+		st = next(st, nil)
+	}
+}
+
+func testConflict(t *testing.T, f Fixture, id string) {
+	ctx := t.Context()
+	v1 := newState(id)
+	put(t, f.Store, v1)
+
+	require.ErrorIs(t, f.Store.Put(ctx, v1, 0), store.ErrConflict,
+		"creating a task that exists (version 1 again) must be a conflict")
+	v3 := next(next(v1, nil), nil)
+	require.ErrorIs(t, f.Store.Put(ctx, v3, 0), store.ErrConflict,
+		"a write that skips a version must be a conflict")
+	v0 := v1
+	v0.Version = 0
+	require.Error(t, f.Store.Put(ctx, v0, 0), "version 0 must be refused")
+
+	got, err := f.Store.Get(ctx, id)
+	require.NoError(t, err)
+	requireState(t, v1, got, "a refused write must change nothing")
+
+	v2 := next(v1, func(s *store.State) { s.Status = store.StatusRunning })
+	put(t, f.Store, v2)
+	stale := next(v1, func(s *store.State) { s.Status = store.StatusCanceled })
+	require.ErrorIs(t, f.Store.Put(ctx, stale, 0), store.ErrConflict,
+		"a write computed from an older version must be a conflict")
+	got, err = f.Store.Get(ctx, id)
+	require.NoError(t, err)
+	requireState(t, v2, got, "a stale write must not overwrite the newer state")
+}
+
+func testCreateAfterDelete(t *testing.T, f Fixture, id string) {
+	ctx := t.Context()
+	st := newState(id)
+	put(t, f.Store, st)
+	put(t, f.Store, next(st, nil))
+	require.NoError(t, f.Store.Delete(ctx, id))
+	_, err := f.Store.Get(ctx, id)
+	require.ErrorIs(t, err, store.ErrNotFound, "a deleted task must be gone")
+	require.ErrorIs(t, f.Store.Put(ctx, next(next(st, nil), nil), 0), store.ErrConflict,
+		"a deleted task must not be updated as if it still existed")
+	put(t, f.Store, st)
+}
+
+func testTTL(t *testing.T, f Fixture, id string) {
+	ctx := t.Context()
+	const ttl = time.Hour
+	forever := newState(id + "-forever")
+	require.NoError(t, f.Store.Put(ctx, forever, 0))
+
+	st := newState(id)
+	require.NoError(t, f.Store.Put(ctx, st, ttl))
+	f.Advance(t, 40*time.Minute)
+	_, err := f.Store.Get(ctx, id)
+	require.NoError(t, err, "a task must live until its TTL ends")
+
+	st = next(st, nil)
+	require.NoError(t, f.Store.Put(ctx, st, ttl), "write before expiry")
+	f.Advance(t, 40*time.Minute)
+	_, err = f.Store.Get(ctx, id)
+	require.NoError(t, err, "every write must restart the TTL")
+
+	f.Advance(t, 21*time.Minute)
+	_, err = f.Store.Get(ctx, id)
+	require.ErrorIs(t, err, store.ErrNotFound, "a task must expire when its TTL ends")
+	require.ErrorIs(t, f.Store.Put(ctx, next(st, nil), ttl), store.ErrConflict,
+		"an expired task must not be updated as if it still existed")
+	require.NoError(t, f.Store.Put(ctx, newState(id), ttl), "an expired id can be created again")
+
+	_, err = f.Store.Get(ctx, forever.ID)
+	require.NoError(t, err, "a task written with ttl 0 must not expire")
+}
+
+// testConcurrentWriters has many goroutines each add one step to the same
+// task by read, change, compare-and-set, retrying on conflict. A store that
+// lets two writers succeed against the same version loses a step.
+func testConcurrentWriters(t *testing.T, f Fixture, id string) {
+	const writers = 32
+	ctx := t.Context()
+	put(t, f.Store, newState(id))
+
+	var wg sync.WaitGroup
+	errs := make(chan error, writers)
+	for i := range writers {
+		wg.Go(func() {
+			step := fmt.Sprintf("step-%02d", i)
+			for {
+				cur, err := f.Store.Get(ctx, id)
+				if err != nil {
+					errs <- err
+					return
+				}
+				err = f.Store.Put(ctx, next(cur, func(s *store.State) {
+					s.Steps = append(s.Steps, store.Step{Name: step, Status: store.StepSuccess})
+				}), 0)
+				if !errors.Is(err, store.ErrConflict) {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		require.NoError(t, err)
+	}
+	got, err := f.Store.Get(ctx, id)
+	require.NoError(t, err)
+	assert.Equal(t, int64(1+writers), got.Version, "every successful write must add one version")
+	require.Len(t, got.Steps, writers, "a successful compare-and-set must never be overwritten (lost update)")
+}
+
+func testInvalidID(t *testing.T, f Fixture, _ string) {
+	ctx := t.Context()
+	for _, id := range []string{"", "a{b}c", "{tag}", strings.Repeat("x", store.MaxIDLen+1), "a\x00b", "new\nline", "\xff\xfe", ".."} {
+		_, err := f.Store.Get(ctx, id)
+		assert.ErrorIs(t, err, store.ErrInvalidID, "Get(%q)", id)
+		st := newState(id)
+		assert.ErrorIs(t, f.Store.Put(ctx, st, 0), store.ErrInvalidID, "Put(%q)", id)
+		assert.ErrorIs(t, f.Store.Delete(ctx, id), store.ErrInvalidID, "Delete(%q)", id)
+		if w, ok := f.Store.(store.Watcher); ok {
+			_, err := w.Watch(ctx, id)
+			assert.ErrorIs(t, err, store.ErrInvalidID, "Watch(%q)", id)
+		}
+	}
+	longest := strings.Repeat("é", store.MaxIDLen/2)
+	put(t, f.Store, newState(longest[:len(longest)-4]+fmt.Sprintf("%04x", rand.Uint32()&0xffff)))
+}
+
+func testLargeValues(t *testing.T, f Fixture, id string) {
+	big := strings.Repeat("x", 256<<10)
+	details := map[string]json.RawMessage{"trace": json.RawMessage(`"` + big + `"`)}
+	for i := range 1000 {
+		details[fmt.Sprintf("key-%04d", i)] = json.RawMessage(fmt.Sprint(i))
+	}
+	st := newState(id)
+	put(t, f.Store, st)
+	st = next(st, func(s *store.State) {
+		s.Status = store.StatusFailed
+		s.ErrorMessage = big
+		s.ErrorDetails = details
+		for i := range 256 {
+			s.Steps = append(s.Steps, store.Step{Name: fmt.Sprintf("step-%03d", i), Status: store.StepSkipped})
+		}
+	})
+	put(t, f.Store, st)
+	got, err := f.Store.Get(t.Context(), id)
+	require.NoError(t, err)
+	requireState(t, st, got, "large details, messages and step lists must read back whole")
+}
+
+// testReadIsolation checks that a State already read does not change when
+// the task is written again: readers hold snapshots.
+func testReadIsolation(t *testing.T, f Fixture, id string) {
+	ctx := t.Context()
+	st := next(newState(id), func(s *store.State) {
+		s.Version = 1
+		s.Steps = []store.Step{{Name: "a", Status: store.StepRunning}}
+		s.Result = map[string]json.RawMessage{"n": json.RawMessage(`1`)}
+	})
+	put(t, f.Store, st)
+	read, err := f.Store.Get(ctx, id)
+	require.NoError(t, err)
+	before := read.Clone()
+
+	put(t, f.Store, next(read, func(s *store.State) {
+		s.Steps[0].Status = store.StepSuccess
+		s.Result["n"] = json.RawMessage(`2`)
+	}))
+	requireState(t, before, read, "a later write must not change a state already read")
+}
+
+func testCanceledContext(t *testing.T, f Fixture, id string) {
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	_, err := f.Store.Get(ctx, id)
+	require.ErrorIs(t, err, context.Canceled, "Get with a canceled context")
+	require.ErrorIs(t, f.Store.Put(ctx, newState(id), 0), context.Canceled, "Put with a canceled context")
+	_, err = f.Store.Get(t.Context(), id)
+	require.ErrorIs(t, err, store.ErrNotFound, "a Put with a canceled context must not write")
+}
+
+func testWatchUnknown(t *testing.T, w store.Watcher, _ Fixture, id string) {
+	_, err := w.Watch(t.Context(), id)
+	require.ErrorIs(t, err, store.ErrNotFound, "Watch of a task never created")
+}
+
+// receive returns the next state on ch, and false once ch is closed.
+func receive(t *testing.T, ch <-chan store.State) (store.State, bool) {
+	t.Helper()
+	select {
+	case st, ok := <-ch:
+		return st, ok
+	case <-time.After(watchTimeout):
+		require.FailNow(t, "watch delivered nothing and did not close", "waited %v", watchTimeout)
+		return store.State{}, false
+	}
+}
+
+func testWatchInOrder(t *testing.T, w store.Watcher, f Fixture, id string) {
+	st := next(newState(id), func(s *store.State) { s.Version, s.Status = 1, store.StatusRunning })
+	put(t, f.Store, st)
+	ch, err := w.Watch(t.Context(), id)
+	require.NoError(t, err)
+	first, ok := receive(t, ch)
+	require.True(t, ok, "the channel must first deliver the current state")
+	requireState(t, st, first, "the first state delivered must be the current one")
+
+	const last = 20
+	written := make(chan error, 1)
+	go func() {
+		cur := st
+		for cur.Version < last {
+			cur = next(cur, func(s *store.State) {
+				s.Progress.Done = s.Version
+				if s.Version == last {
+					s.Status = store.StatusSuccess
+				}
+			})
+			if err := f.Store.Put(context.Background(), cur, 0); err != nil {
+				written <- err
+				return
+			}
+		}
+		written <- nil
+	}()
+
+	prev := first.Version
+	var got store.State
+	for {
+		st, ok := receive(t, ch)
+		if !ok {
+			break
+		}
+		require.Greater(t, st.Version, prev, "versions delivered must strictly increase")
+		require.Equal(t, st.Version, st.Progress.Done, "a delivered state must be the one written at its version")
+		prev, got = st.Version, st
+	}
+	require.NoError(t, <-written)
+	require.Equal(t, int64(last), got.Version, "the terminal state must be delivered before the channel closes")
+	require.Equal(t, store.StatusSuccess, got.Status)
+}
+
+func testWatchAfterEnd(t *testing.T, w store.Watcher, f Fixture, id string) {
+	st := next(newState(id), func(s *store.State) { s.Version, s.Status = 1, store.StatusFailed })
+	put(t, f.Store, st)
+	ch, err := w.Watch(t.Context(), id)
+	require.NoError(t, err)
+	got, ok := receive(t, ch)
+	require.True(t, ok, "a watcher that starts after the end must get the terminal state")
+	requireState(t, st, got)
+	_, ok = receive(t, ch)
+	require.False(t, ok, "the channel must close after the terminal state")
+}
+
+func testWatchCancel(t *testing.T, w store.Watcher, f Fixture, id string) {
+	put(t, f.Store, newState(id))
+	ctx, cancel := context.WithCancel(t.Context())
+	ch, err := w.Watch(ctx, id)
+	require.NoError(t, err)
+	_, ok := receive(t, ch)
+	require.True(t, ok)
+	cancel()
+	for {
+		if _, ok := receive(t, ch); !ok {
+			return
+		}
+	}
+}
+
+func testWatchDelete(t *testing.T, w store.Watcher, f Fixture, id string) {
+	put(t, f.Store, newState(id))
+	ch, err := w.Watch(t.Context(), id)
+	require.NoError(t, err)
+	_, ok := receive(t, ch)
+	require.True(t, ok)
+	require.NoError(t, f.Store.Delete(t.Context(), id))
+	for {
+		if _, ok := receive(t, ch); !ok {
+			return
+		}
+	}
+}
