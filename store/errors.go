@@ -27,6 +27,10 @@ var (
 	// ErrInvalidID means a task id breaks the rules of [ValidateID].
 	ErrInvalidID = errors.New("invalid task id")
 
+	// ErrInvalidInput means an input other than the id breaks a
+	// documented rule, such as an empty step name or negative progress.
+	ErrInvalidInput = errors.New("invalid input")
+
 	// ErrTooLarge means an input exceeds a documented size limit.
 	ErrTooLarge = errors.New("input too large")
 

@@ -1,0 +1,126 @@
+package tracker_test
+
+import (
+	"context"
+	"strconv"
+	"sync/atomic"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/taskstatus/taskstatus/memstore"
+	"github.com/taskstatus/taskstatus/store"
+	"github.com/taskstatus/taskstatus/tracker"
+)
+
+// newBenchTracker returns a Tracker over a fresh memstore with the default
+// options, as a service would use it.
+func newBenchTracker(b *testing.B) *tracker.Tracker {
+	b.Helper()
+	mem, err := memstore.New()
+	require.NoError(b, err)
+	b.Cleanup(func() { mem.Close() })
+	tr, err := tracker.New(mem)
+	require.NoError(b, err)
+	return tr
+}
+
+var benchSteps = []string{"file_node_creation", "memgraph_storage", "embedding_generation", "qdrant_indexing", "freshness_analysis"}
+
+// BenchmarkTransition measures one transition of a running task: progress,
+// which every long step reports.
+func BenchmarkTransition(b *testing.B) {
+	tr := newBenchTracker(b)
+	ctx := context.Background()
+	require.NoError(b, tr.Create(ctx, "doc", benchSteps...))
+	require.NoError(b, tr.Start(ctx, "doc"))
+	b.ReportAllocs()
+	var done int64
+	for b.Loop() {
+		done++
+		if err := tr.SetProgress(ctx, "doc", store.Progress{Done: done}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkStepTransition measures one step transition of a 5-step task,
+// which copies the step list.
+func BenchmarkStepTransition(b *testing.B) {
+	tr := newBenchTracker(b)
+	ctx := context.Background()
+	require.NoError(b, tr.Create(ctx, "doc", benchSteps...))
+	require.NoError(b, tr.StartStep(ctx, "doc", benchSteps[2]))
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := tr.RetryStep(ctx, "doc", benchSteps[2], nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// lifecycleTransitions is the number of transitions in lifecycle.
+const lifecycleTransitions = 3 + 2*5
+
+// lifecycle records a whole 5-step task: create, start, each step started
+// and succeeded, succeed.
+func lifecycle(ctx context.Context, tr *tracker.Tracker, id string) error {
+	if err := tr.Create(ctx, id, benchSteps...); err != nil {
+		return err
+	}
+	if err := tr.Start(ctx, id); err != nil {
+		return err
+	}
+	for _, s := range benchSteps {
+		if err := tr.StartStep(ctx, id, s); err != nil {
+			return err
+		}
+		if err := tr.SucceedStep(ctx, id, s); err != nil {
+			return err
+		}
+	}
+	return tr.Succeed(ctx, id)
+}
+
+func BenchmarkLifecycle(b *testing.B) {
+	tr := newBenchTracker(b)
+	ctx := context.Background()
+	b.ReportAllocs()
+	n := 0
+	for b.Loop() {
+		n++
+		if err := lifecycle(ctx, tr, strconv.Itoa(n)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*lifecycleTransitions), "ns/transition")
+}
+
+// BenchmarkLifecycleParallel runs lifecycles of distinct tasks on every
+// core; compare its ns/op with BenchmarkLifecycle's for the speed-up.
+func BenchmarkLifecycleParallel(b *testing.B) {
+	tr := newBenchTracker(b)
+	ctx := context.Background()
+	var n atomic.Int64
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if err := lifecycle(ctx, tr, strconv.FormatInt(n.Add(1), 10)); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
+
+func BenchmarkGet(b *testing.B) {
+	tr := newBenchTracker(b)
+	ctx := context.Background()
+	require.NoError(b, lifecycle(ctx, tr, "doc"))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := tr.Get(ctx, "doc"); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

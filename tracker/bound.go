@@ -1,0 +1,92 @@
+package tracker
+
+import (
+	"context"
+	"sync"
+	"time"
+)
+
+// bound returns ctx limited to the Tracker's timeout. Call its stop method
+// when the call is done.
+//
+// context.WithTimeout arms a timer on every call, which costs more than a
+// whole in-memory transition. The context returned here arms one only
+// when the store waits on Done, which stores that block (on a network, say)
+// do and in-memory stores never need to: its Deadline and Err report the
+// bound either way.
+func (t *Tracker) bound(ctx context.Context) *boundedContext {
+	deadline := time.Now().Add(t.timeout)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	return &boundedContext{parent: ctx, deadline: deadline}
+}
+
+// boundedContext is its parent with a deadline, whose timer is made the
+// first time Done is called.
+type boundedContext struct {
+	parent   context.Context
+	deadline time.Time
+
+	mu      sync.Mutex
+	timed   context.Context // parent with the deadline, once Done was called
+	cancel  context.CancelFunc
+	stopped bool
+}
+
+func (c *boundedContext) Deadline() (time.Time, bool) {
+	return c.deadline, true // no later than the parent's
+}
+
+func (c *boundedContext) Done() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.timed == nil {
+		c.timed, c.cancel = context.WithDeadline(c.parent, c.deadline)
+		if c.stopped {
+			c.cancel()
+		}
+	}
+	return c.timed.Done()
+}
+
+func (c *boundedContext) Err() error {
+	c.mu.Lock()
+	timed, stopped := c.timed, c.stopped
+	c.mu.Unlock()
+	switch {
+	case timed != nil:
+		return timed.Err()
+	case stopped:
+		return context.Canceled
+	}
+	if err := c.parent.Err(); err != nil {
+		return err
+	}
+	if !time.Now().Before(c.deadline) {
+		return context.DeadlineExceeded
+	}
+	return nil
+}
+
+// Value looks values up in the timed context once there is one, so that
+// contexts derived from this one find its cancellation and need no
+// goroutine to follow it.
+func (c *boundedContext) Value(key any) any {
+	c.mu.Lock()
+	timed := c.timed
+	c.mu.Unlock()
+	if timed != nil {
+		return timed.Value(key)
+	}
+	return c.parent.Value(key)
+}
+
+func (c *boundedContext) stop() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.stopped = true
+	if c.cancel != nil {
+		c.cancel()
+	}
+}

@@ -1,0 +1,278 @@
+package tracker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"time"
+
+	"github.com/taskstatus/taskstatus/store"
+)
+
+// Tracker records task states in a store. Its methods are safe for
+// concurrent use. Create one with [New].
+type Tracker struct {
+	store   store.Store
+	ttl     time.Duration
+	now     func() time.Time
+	timeout time.Duration
+	onError func(context.Context, error)
+	cache   cache
+}
+
+// Option configures a Tracker.
+type Option func(*Tracker) error
+
+// WithTTL sets how long a task is kept after its last change. The default
+// is 24 hours; 0 keeps tasks until they are deleted.
+func WithTTL(d time.Duration) Option {
+	return func(t *Tracker) error {
+		if d < 0 {
+			return fmt.Errorf("tracker: WithTTL(%v): negative", d)
+		}
+		t.ttl = d
+		return nil
+	}
+}
+
+// WithClock sets the clock that stamps recorded times. The default is
+// time.Now. Timeouts always use real time.
+func WithClock(now func() time.Time) Option {
+	return func(t *Tracker) error {
+		if now == nil {
+			return errors.New("tracker: WithClock: nil clock")
+		}
+		t.now = now
+		return nil
+	}
+}
+
+// WithTimeout bounds each call, including its store round trips and
+// retries. The default is 5 seconds.
+func WithTimeout(d time.Duration) Option {
+	return func(t *Tracker) error {
+		if d <= 0 {
+			return fmt.Errorf("tracker: WithTimeout(%v): not positive", d)
+		}
+		t.timeout = d
+		return nil
+	}
+}
+
+// WithErrorHandler sets the function told of every error a call returns,
+// with the call's context. It runs on the caller's goroutine and must not
+// block for long. The default logs the error with [slog.Default] at level
+// Error.
+func WithErrorHandler(h func(ctx context.Context, err error)) Option {
+	return func(t *Tracker) error {
+		if h == nil {
+			return errors.New("tracker: WithErrorHandler: nil handler")
+		}
+		t.onError = h
+		return nil
+	}
+}
+
+// New returns a Tracker that records task states in s.
+func New(s store.Store, opts ...Option) (*Tracker, error) {
+	if s == nil {
+		return nil, errors.New("tracker: nil store")
+	}
+	t := &Tracker{
+		store:   s,
+		ttl:     24 * time.Hour,
+		now:     time.Now,
+		timeout: 5 * time.Second,
+		onError: logError,
+		cache:   cache{entries: make(map[string]*cacheEntry)},
+	}
+	for _, opt := range opts {
+		if err := opt(t); err != nil {
+			return nil, err
+		}
+	}
+	return t, nil
+}
+
+// Store returns the store the Tracker writes to, for readers such as HTTP
+// handlers.
+func (t *Tracker) Store() store.Store { return t.store }
+
+// Error is the error a Tracker call returns: the operation, the task and
+// the cause, which errors.Is and errors.As see through.
+type Error struct {
+	Op  string // the method, such as "succeed" or "start step"
+	ID  string // the task id
+	Err error  // the cause
+}
+
+func (e *Error) Error() string {
+	return "tracker: " + e.Op + " " + strconv.Quote(e.ID) + ": " + e.Err.Error()
+}
+
+// Unwrap returns the cause.
+func (e *Error) Unwrap() error { return e.Err }
+
+func logError(ctx context.Context, err error) {
+	attrs := []any{slog.Any("err", err)}
+	if e, ok := errors.AsType[*Error](err); ok {
+		attrs = append(attrs, slog.String("op", e.Op), slog.String("task_id", e.ID))
+	}
+	if id := CorrelationID(ctx); id != "" {
+		attrs = append(attrs, slog.String("correlation_id", id))
+	}
+	slog.Default().ErrorContext(ctx, "taskstatus: tracking failed", attrs...)
+}
+
+// transition returns the next state of a task from its current one, st.
+// Maps and slices st shares with the stored state are copied before they
+// are changed.
+type transition func(st store.State, now time.Time) (store.State, error)
+
+// update applies tr to task id and writes the result, reporting any error.
+func (t *Tracker) update(ctx context.Context, op, id string, tr transition) error {
+	err := t.write(ctx, id, tr)
+	return t.fail(ctx, op, id, err)
+}
+
+// fail wraps a non-nil err as an *Error and reports it to the handler.
+func (t *Tracker) fail(ctx context.Context, op, id string, err error) error {
+	if err == nil {
+		return nil
+	}
+	err = &Error{Op: op, ID: id, Err: err}
+	t.onError(ctx, err)
+	return err
+}
+
+// write applies tr to the latest state of task id with compare-and-set:
+// from the cached state when there is one (one round trip), re-reading
+// after a conflict.
+func (t *Tracker) write(ctx context.Context, id string, tr transition) error {
+	if err := store.ValidateID(id); err != nil {
+		return err
+	}
+	bctx := t.bound(ctx)
+	defer bctx.stop()
+	e := t.cache.lock(id)
+	defer t.cache.unlock(id, e)
+	for {
+		cur := e.st
+		if !e.valid {
+			var err error
+			if cur, err = t.store.Get(bctx, id); err != nil {
+				return t.timedOut(ctx, bctx, err)
+			}
+			e.st, e.valid = cur, true
+		}
+		now := t.now().UTC()
+		next, err := tr(cur, now)
+		if err != nil {
+			return err
+		}
+		t.stamp(ctx, &next, now)
+		next.Version = cur.Version + 1
+		err = t.store.Put(bctx, next, t.ttl)
+		if err == nil {
+			e.st = next
+			return nil
+		}
+		e.valid = false
+		if !errors.Is(err, store.ErrConflict) {
+			return t.timedOut(ctx, bctx, err)
+		}
+	}
+}
+
+// stamp sets the fields every write updates.
+func (t *Tracker) stamp(ctx context.Context, st *store.State, now time.Time) {
+	st.UpdatedAt = now
+	if st.CorrelationID == "" {
+		st.CorrelationID = CorrelationID(ctx)
+	}
+}
+
+// timedOut marks err as the store being unavailable when the call's own
+// timeout ended it while the caller's context was still live.
+func (t *Tracker) timedOut(ctx, bctx context.Context, err error) error {
+	if err != nil && ctx.Err() == nil && bctx.Err() != nil && !errors.Is(err, store.ErrUnavailable) {
+		return fmt.Errorf("%w: no answer within %v: %w", store.ErrUnavailable, t.timeout, err)
+	}
+	return err
+}
+
+// Create records a new task as pending, with the named steps planned as
+// pending in order, and the correlation id of ctx. A task that exists
+// already is left as it is and Create reports [store.ErrExists]; start a
+// new attempt of an ended task with [Tracker.Retry].
+func (t *Tracker) Create(ctx context.Context, id string, steps ...string) error {
+	return t.fail(ctx, "create", id, t.create(ctx, id, steps))
+}
+
+func (t *Tracker) create(ctx context.Context, id string, steps []string) error {
+	if err := store.ValidateID(id); err != nil {
+		return err
+	}
+	now := t.now().UTC()
+	st := store.State{
+		ID:        id,
+		Status:    store.StatusPending,
+		CreatedAt: now,
+		Attempt:   1,
+		Version:   1,
+	}
+	if err := planSteps(&st, steps); err != nil {
+		return err
+	}
+	t.stamp(ctx, &st, now)
+
+	bctx := t.bound(ctx)
+	defer bctx.stop()
+	e := t.cache.lock(id)
+	defer t.cache.unlock(id, e)
+	err := t.store.Put(bctx, st, t.ttl)
+	if err != nil {
+		e.valid = false
+		if errors.Is(err, store.ErrConflict) {
+			return store.ErrExists
+		}
+		return t.timedOut(ctx, bctx, err)
+	}
+	e.st, e.valid = st, true
+	return nil
+}
+
+// Get returns the current state of task id, read from the store, as a copy
+// the caller may modify. An unknown task is reported with
+// [store.ErrNotFound]. Errors are returned, not reported to the handler.
+func (t *Tracker) Get(ctx context.Context, id string) (store.State, error) {
+	if err := store.ValidateID(id); err != nil {
+		return store.State{}, &Error{Op: "get", ID: id, Err: err}
+	}
+	bctx := t.bound(ctx)
+	defer bctx.stop()
+	st, err := t.store.Get(bctx, id)
+	if err != nil {
+		return store.State{}, &Error{Op: "get", ID: id, Err: t.timedOut(ctx, bctx, err)}
+	}
+	return st.Clone(), nil
+}
+
+// Delete removes task id. Deleting an unknown task is not an error.
+func (t *Tracker) Delete(ctx context.Context, id string) error {
+	return t.fail(ctx, "delete", id, t.delete(ctx, id))
+}
+
+func (t *Tracker) delete(ctx context.Context, id string) error {
+	if err := store.ValidateID(id); err != nil {
+		return err
+	}
+	bctx := t.bound(ctx)
+	defer bctx.stop()
+	e := t.cache.lock(id)
+	defer t.cache.unlock(id, e)
+	e.valid = false
+	return t.timedOut(ctx, bctx, t.store.Delete(bctx, id))
+}
