@@ -20,7 +20,7 @@ func TestBoundedContext(t *testing.T) {
 	dl, ok := ctx.Deadline()
 	require.True(t, ok)
 	assert.WithinDuration(t, time.Now().Add(20*time.Millisecond), dl, 20*time.Millisecond)
-	assert.NoError(t, ctx.Err())
+	require.NoError(t, ctx.Err())
 	assert.Equal(t, "v", ctx.Value(key{}))
 
 	derived, cancel := context.WithCancel(ctx)
@@ -30,8 +30,8 @@ func TestBoundedContext(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("Done did not close at the deadline")
 	}
-	assert.ErrorIs(t, ctx.Err(), context.DeadlineExceeded)
-	assert.ErrorIs(t, derived.Err(), context.DeadlineExceeded)
+	require.ErrorIs(t, ctx.Err(), context.DeadlineExceeded)
+	require.ErrorIs(t, derived.Err(), context.DeadlineExceeded)
 	assert.Equal(t, "v", derived.Value(key{}))
 }
 
@@ -40,9 +40,9 @@ func TestBoundedContextWithoutDone(t *testing.T) {
 	ctx := tr.bound(context.Background())
 	for ctx.Err() == nil { // a nanosecond passes
 	}
-	assert.ErrorIs(t, ctx.Err(), context.DeadlineExceeded, "Err reports the deadline without a timer")
+	require.ErrorIs(t, ctx.Err(), context.DeadlineExceeded, "Err reports the deadline without a timer")
 	ctx.stop()
-	assert.ErrorIs(t, ctx.Err(), context.Canceled)
+	require.ErrorIs(t, ctx.Err(), context.Canceled)
 	select {
 	case <-ctx.Done():
 	default:
@@ -58,13 +58,13 @@ func TestBoundedContextParentCanceled(t *testing.T) {
 	done := ctx.Done()
 	cancel()
 	<-done
-	assert.ErrorIs(t, ctx.Err(), context.Canceled)
+	require.ErrorIs(t, ctx.Err(), context.Canceled)
 
 	parent2, cancel2 := context.WithCancel(context.Background())
 	ctx2 := tr.bound(parent2)
 	defer ctx2.stop()
 	cancel2()
-	assert.ErrorIs(t, ctx2.Err(), context.Canceled, "Err sees the parent's end without a timer")
+	require.ErrorIs(t, ctx2.Err(), context.Canceled, "Err sees the parent's end without a timer")
 }
 
 func TestBoundKeepsEarlierDeadline(t *testing.T) {

@@ -515,10 +515,10 @@ func TestOptions(t *testing.T) {
 		"negative timeout": tracker.WithTimeout(-1),
 	} {
 		_, err := tracker.New(mem, opt)
-		assert.Error(t, err, name)
+		require.Error(t, err, name)
 	}
 	_, err = tracker.New(nil)
-	assert.Error(t, err, "nil store")
+	require.Error(t, err, "nil store")
 }
 
 func TestTTL(t *testing.T) {

@@ -321,13 +321,13 @@ func testInvalidID(t *testing.T, f Fixture, _ string) {
 	ctx := t.Context()
 	for _, id := range []string{"", "a{b}c", "{tag}", strings.Repeat("x", store.MaxIDLen+1), "a\x00b", "new\nline", "\xff\xfe", ".."} {
 		_, err := f.Store.Get(ctx, id)
-		assert.ErrorIs(t, err, store.ErrInvalidID, "Get(%q)", id)
+		require.ErrorIs(t, err, store.ErrInvalidID, "Get(%q)", id)
 		st := newState(id)
-		assert.ErrorIs(t, f.Store.Put(ctx, st, 0), store.ErrInvalidID, "Put(%q)", id)
-		assert.ErrorIs(t, f.Store.Delete(ctx, id), store.ErrInvalidID, "Delete(%q)", id)
+		require.ErrorIs(t, f.Store.Put(ctx, st, 0), store.ErrInvalidID, "Put(%q)", id)
+		require.ErrorIs(t, f.Store.Delete(ctx, id), store.ErrInvalidID, "Delete(%q)", id)
 		if w, ok := f.Store.(store.Watcher); ok {
 			_, err := w.Watch(ctx, id)
-			assert.ErrorIs(t, err, store.ErrInvalidID, "Watch(%q)", id)
+			require.ErrorIs(t, err, store.ErrInvalidID, "Watch(%q)", id)
 		}
 	}
 	longest := strings.Repeat("é", store.MaxIDLen/2)

@@ -1,0 +1,22 @@
+# Targets for development and CI. `make test` is the README's test command.
+GOLANGCI_LINT_VERSION := v2.15.0
+GOBIN := $(shell go env GOPATH)/bin
+
+.PHONY: test race vet lint bench fuzz
+
+test:
+	go test -race ./...
+
+race: test
+
+vet:
+	go vet ./...
+
+lint:
+	@test -x $(GOBIN)/golangci-lint && $(GOBIN)/golangci-lint version | grep -q $(patsubst v%,%,$(GOLANGCI_LINT_VERSION)) \
+		|| go install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION)
+	$(GOBIN)/golangci-lint run ./...
+
+# bench runs every benchmark with its baseline in the same run; see BENCHMARKS.md.
+bench:
+	go test -run '^$$' -bench . -benchmem -count 1 ./...

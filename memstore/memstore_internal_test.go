@@ -1,0 +1,140 @@
+package memstore
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/taskstatus/taskstatus/store"
+	"github.com/taskstatus/taskstatus/store/storetest"
+)
+
+// newTestStore returns a store on a manual clock whose background sweep
+// (on real time) never runs during a test, so tests sweep when they choose.
+func newTestStore(t testing.TB, opts ...Option) (*Store, *storetest.Clock) {
+	t.Helper()
+	clock := storetest.NewClock(time.Date(2025, 11, 12, 10, 0, 0, 0, time.UTC))
+	s, err := New(append([]Option{WithClock(clock.Now), WithSweepInterval(time.Hour)}, opts...)...)
+	require.NoError(t, err)
+	t.Cleanup(func() { s.Close() })
+	return s, clock
+}
+
+func task(id string) store.State {
+	return store.State{ID: id, Status: store.StatusRunning, Version: 1}
+}
+
+func TestSweepRemovesOnlyExpired(t *testing.T) {
+	s, clock := newTestStore(t)
+	ctx := context.Background()
+	for i := range 1000 {
+		ttl := time.Hour
+		if i%2 == 0 {
+			ttl = 2 * time.Hour
+		}
+		require.NoError(t, s.Put(ctx, task(fmt.Sprint(i)), ttl))
+	}
+	require.NoError(t, s.Put(ctx, task("forever"), 0))
+	require.Equal(t, 1001, s.Len())
+
+	clock.Advance(90 * time.Minute)
+	assert.Equal(t, 500, s.sweepExpired(), "tasks past their TTL are removed")
+	assert.Equal(t, 501, s.Len())
+	_, err := s.Get(ctx, "2")
+	require.NoError(t, err, "a task within its TTL survives the sweep")
+
+	clock.Advance(90 * time.Minute)
+	assert.Equal(t, 500, s.sweepExpired())
+	assert.Equal(t, 1, s.Len(), "a task without a TTL never expires")
+	assert.Zero(t, s.sweepExpired())
+}
+
+func TestMaxTasksHoldsUnderFlood(t *testing.T) {
+	const limit = 100
+	s, clock := newTestStore(t, WithMaxTasks(limit))
+	ctx := context.Background()
+	for i := range 10 * limit {
+		clock.Advance(time.Second)
+		require.NoError(t, s.Put(ctx, task(fmt.Sprint(i)), time.Hour))
+		require.LessOrEqual(t, s.Len(), limit, "the store never holds more than its limit")
+	}
+	_, err := s.Get(ctx, fmt.Sprint(10*limit-1))
+	require.NoError(t, err, "the newest task is kept")
+	_, err = s.Get(ctx, "0")
+	require.ErrorIs(t, err, store.ErrNotFound, "the task that expires soonest is evicted first")
+	require.ErrorIs(t, s.Put(ctx, store.State{ID: "0", Version: 2}, time.Hour), store.ErrConflict,
+		"a write to an evicted task is a conflict")
+}
+
+func TestCloseEndsWatchesAndCalls(t *testing.T) {
+	s, err := New()
+	require.NoError(t, err)
+	ctx := context.Background()
+	require.NoError(t, s.Put(ctx, task("a"), 0))
+	ch, err := s.Watch(ctx, "a")
+	require.NoError(t, err)
+	<-ch
+	require.NoError(t, s.Close())
+	_, open := <-ch
+	assert.False(t, open, "Close closes every watch channel")
+	_, err = s.Get(ctx, "a")
+	require.ErrorIs(t, err, store.ErrUnavailable)
+	require.ErrorIs(t, s.Put(ctx, task("b"), 0), store.ErrUnavailable)
+	require.NoError(t, s.Close(), "Close is idempotent")
+}
+
+func TestWatchOfExpiredTask(t *testing.T) {
+	s, clock := newTestStore(t)
+	ctx := context.Background()
+	require.NoError(t, s.Put(ctx, task("a"), time.Minute))
+	ch, err := s.Watch(ctx, "a")
+	require.NoError(t, err)
+	<-ch
+	clock.Advance(2 * time.Minute)
+	_, err = s.Watch(ctx, "a")
+	require.ErrorIs(t, err, store.ErrNotFound)
+	s.sweepExpired()
+	_, open := <-ch
+	assert.False(t, open, "the sweep closes the watches of the tasks it removes")
+}
+
+func TestOptionsRejectBadValues(t *testing.T) {
+	for _, opt := range []Option{WithClock(nil), WithMaxTasks(-1), WithSweepInterval(0)} {
+		_, err := New(opt)
+		require.Error(t, err)
+	}
+}
+
+func TestHeapKeepsOrder(t *testing.T) {
+	var h expiryHeap
+	var entries []*entry
+	r := rand.New(rand.NewPCG(1, 2))
+	check := func() {
+		for i := range h {
+			require.Equal(t, i, h[i].e.index, "each entry knows its index")
+			if i > 0 {
+				require.LessOrEqual(t, h[(i-1)/2].at, h[i].at, "a parent expires no later than its children")
+			}
+		}
+	}
+	for range 5000 {
+		switch op := r.IntN(3); {
+		case op == 0 || len(entries) == 0:
+			e := &entry{}
+			h.push(e, r.Int64N(1000))
+			entries = append(entries, e)
+		case op == 1:
+			h.update(entries[r.IntN(len(entries))].index, r.Int64N(1000))
+		default:
+			i := r.IntN(len(entries))
+			h.remove(entries[i].index)
+			entries = append(entries[:i], entries[i+1:]...)
+		}
+		check()
+	}
+}
