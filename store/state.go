@@ -81,6 +81,10 @@ type State struct {
 	StartedAt   time.Time `json:"started_at,omitzero"`
 	UpdatedAt   time.Time `json:"updated_at"`
 	CompletedAt time.Time `json:"completed_at,omitzero"`
+	// LeaseUntil is when the work's lease ends: a task that has not ended
+	// by then, and whose lease was not renewed, was abandoned (its process
+	// died). Zero when the writer keeps no lease. See [State.Stale].
+	LeaseUntil time.Time `json:"lease_until,omitzero"`
 
 	// ErrorMessage says why a failed or canceled task ended.
 	ErrorMessage string `json:"error_message,omitempty"`
@@ -134,6 +138,13 @@ func (s State) Step(name string) (Step, bool) {
 	return Step{}, false
 }
 
+// Stale reports whether s is a task that has not ended and whose lease
+// ended before now: the process doing its work stopped renewing it, most
+// likely because it died. A task without a lease is never stale.
+func (s State) Stale(now time.Time) bool {
+	return !s.Status.Terminal() && !s.LeaseUntil.IsZero() && now.After(s.LeaseUntil)
+}
+
 // Clone returns a deep copy of s, which the caller may modify.
 func (s State) Clone() State {
 	s.Steps = slices.Clone(s.Steps)
@@ -159,6 +170,7 @@ func (s State) Equal(o State) bool {
 	return s.ID == o.ID && s.CorrelationID == o.CorrelationID && s.Status == o.Status &&
 		s.CreatedAt.Equal(o.CreatedAt) && s.StartedAt.Equal(o.StartedAt) &&
 		s.UpdatedAt.Equal(o.UpdatedAt) && s.CompletedAt.Equal(o.CompletedAt) &&
+		s.LeaseUntil.Equal(o.LeaseUntil) &&
 		s.ErrorMessage == o.ErrorMessage && rawEqual(s.ErrorDetails, o.ErrorDetails) &&
 		slices.EqualFunc(s.Steps, o.Steps, Step.equal) && s.Progress == o.Progress &&
 		rawEqual(s.Result, o.Result) && s.Attempt == o.Attempt && s.Version == o.Version

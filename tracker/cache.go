@@ -1,41 +1,64 @@
 package tracker
 
 import (
+	"hash/maphash"
 	"sync"
 
 	"github.com/taskstatus/taskstatus/store"
 )
 
+// Tasks are spread over cacheShards independently locked parts, so that
+// writers of different tasks rarely wait for each other.
+const cacheShards = 16
+
 // maxCached is how many idle tasks a Tracker keeps the latest state of.
 // Beyond it a task's next transition reads the store first: two round
 // trips instead of one, never a wrong result.
-const maxCached = 10_000
+const maxCached = 10_240
 
 // cache holds, per task being written, a lock that serializes this
 // Tracker's writers of the task and the task's latest known state.
 type cache struct {
+	seed   maphash.Seed
+	shards [cacheShards]cacheShard
+}
+
+type cacheShard struct {
 	mu      sync.Mutex
 	entries map[string]*cacheEntry
 }
 
 type cacheEntry struct {
-	users int // callers holding or waiting for mu; guarded by cache.mu
+	users int // callers holding or waiting for mu; guarded by cacheShard.mu
 
 	mu    sync.Mutex
 	st    store.State // the latest state written or read; guarded by mu
 	valid bool        // whether st may be used without reading the store
 }
 
+func newCache() *cache {
+	c := &cache{seed: maphash.MakeSeed()}
+	for i := range c.shards {
+		c.shards[i].entries = make(map[string]*cacheEntry)
+	}
+	return c
+}
+
+func (c *cache) shard(id string) *cacheShard {
+	return &c.shards[maphash.String(c.seed, id)%cacheShards]
+}
+
 // lock returns the entry of id, locked.
 func (c *cache) lock(id string) *cacheEntry {
-	c.mu.Lock()
-	e := c.entries[id]
+	sh := c.shard(id)
+	sh.mu.Lock()
+	e := sh.entries[id]
 	if e == nil {
 		e = &cacheEntry{}
-		c.entries[id] = e
+		sh.entries[id] = e
 	}
 	e.users++
-	c.mu.Unlock()
+	sh.mu.Unlock()
 	e.mu.Lock()
 	return e
 }
@@ -46,10 +69,11 @@ func (c *cache) lock(id string) *cacheEntry {
 func (c *cache) unlock(id string, e *cacheEntry) {
 	keep := e.valid && !e.st.Status.Terminal()
 	e.mu.Unlock()
-	c.mu.Lock()
+	sh := c.shard(id)
+	sh.mu.Lock()
 	e.users--
-	if e.users == 0 && (!keep || len(c.entries) > maxCached) {
-		delete(c.entries, id)
+	if e.users == 0 && (!keep || len(sh.entries) > maxCached/cacheShards) {
+		delete(sh.entries, id)
 	}
-	c.mu.Unlock()
+	sh.mu.Unlock()
 }

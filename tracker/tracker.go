@@ -16,10 +16,11 @@ import (
 type Tracker struct {
 	store   store.Store
 	ttl     time.Duration
+	lease   time.Duration
 	now     func() time.Time
 	timeout time.Duration
 	onError func(context.Context, error)
-	cache   cache
+	cache   *cache
 }
 
 // Option configures a Tracker.
@@ -33,6 +34,20 @@ func WithTTL(d time.Duration) Option {
 			return fmt.Errorf("tracker: WithTTL(%v): negative", d)
 		}
 		t.ttl = d
+		return nil
+	}
+}
+
+// WithLease makes every write of a task that has not ended renew its lease
+// for d (see [store.State.Stale]): a task whose process dies is then seen
+// as stale d after its last write. Work that can go longer than d between
+// writes calls [Tracker.Heartbeat]. The default, 0, keeps no lease.
+func WithLease(d time.Duration) Option {
+	return func(t *Tracker) error {
+		if d < 0 {
+			return fmt.Errorf("tracker: WithLease(%v): negative", d)
+		}
+		t.lease = d
 		return nil
 	}
 }
@@ -86,7 +101,7 @@ func New(s store.Store, opts ...Option) (*Tracker, error) {
 		now:     time.Now,
 		timeout: 5 * time.Second,
 		onError: logError,
-		cache:   cache{entries: make(map[string]*cacheEntry)},
+		cache:   newCache(),
 	}
 	for _, opt := range opts {
 		if err := opt(t); err != nil {
@@ -189,6 +204,10 @@ func (t *Tracker) write(ctx context.Context, id string, tr transition) error {
 // stamp sets the fields every write updates.
 func (t *Tracker) stamp(ctx context.Context, st *store.State, now time.Time) {
 	st.UpdatedAt = now
+	st.LeaseUntil = time.Time{}
+	if t.lease > 0 && !st.Status.Terminal() {
+		st.LeaseUntil = now.Add(t.lease)
+	}
 	if st.CorrelationID == "" {
 		st.CorrelationID = CorrelationID(ctx)
 	}

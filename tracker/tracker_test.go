@@ -558,3 +558,36 @@ func TestGetReturnsCopy(t *testing.T) {
 	assert.Equal(t, store.StepPending, again.Steps[0].Status)
 	assert.JSONEq(t, `1`, string(again.Result["n"]))
 }
+
+func TestLeaseMakesAbandonedTasksStale(t *testing.T) {
+	f := newFixture(t, tracker.WithLease(time.Minute))
+	ctx := t.Context()
+	running(f.tr, "doc")
+	st := f.get(t, "doc")
+	assert.Equal(t, f.clock.Now().Add(time.Minute), st.LeaseUntil)
+	assert.False(t, st.Stale(f.clock.Now()))
+
+	f.clock.Advance(50 * time.Second)
+	require.NoError(t, f.tr.Heartbeat(ctx, "doc"))
+	f.clock.Advance(50 * time.Second)
+	assert.False(t, f.get(t, "doc").Stale(f.clock.Now()), "a heartbeat renews the lease")
+
+	f.clock.Advance(11 * time.Second)
+	assert.True(t, f.get(t, "doc").Stale(f.clock.Now()), "no write for longer than the lease: the work was abandoned")
+
+	require.NoError(t, f.tr.Succeed(ctx, "doc"))
+	st = f.get(t, "doc")
+	assert.True(t, st.LeaseUntil.IsZero(), "an ended task holds no lease")
+	f.clock.Advance(time.Hour)
+	assert.False(t, st.Stale(f.clock.Now()), "an ended task is never stale")
+	require.ErrorIs(t, f.tr.Heartbeat(ctx, "doc"), store.ErrTerminal)
+}
+
+func TestNoLeaseByDefault(t *testing.T) {
+	f := newFixture(t)
+	running(f.tr, "doc")
+	f.clock.Advance(23 * time.Hour)
+	st := f.get(t, "doc")
+	assert.True(t, st.LeaseUntil.IsZero())
+	assert.False(t, st.Stale(f.clock.Now()))
+}

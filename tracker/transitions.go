@@ -149,6 +149,18 @@ func (t *Tracker) SetResult(ctx context.Context, id string, fields map[string]an
 	})
 }
 
+// Heartbeat renews the lease of a task that has not ended (see
+// [WithLease]) and tells readers its work is alive. It changes nothing
+// else.
+func (t *Tracker) Heartbeat(ctx context.Context, id string) error {
+	return t.update(ctx, "heartbeat", id, func(st store.State, _ time.Time) (store.State, error) {
+		if st.Status.Terminal() {
+			return st, terminal(st.Status)
+		}
+		return st, nil
+	})
+}
+
 // Succeed ends a running task as success. Steps still pending are marked
 // skipped and steps still running success.
 func (t *Tracker) Succeed(ctx context.Context, id string) error {

@@ -128,7 +128,7 @@ func put(t *testing.T, s store.Store, st store.State) {
 // millisecond and requiring them in UTC.
 func requireState(t *testing.T, want, got store.State, msgAndArgs ...any) {
 	t.Helper()
-	for _, tm := range []time.Time{got.CreatedAt, got.StartedAt, got.UpdatedAt, got.CompletedAt} {
+	for _, tm := range []time.Time{got.CreatedAt, got.StartedAt, got.UpdatedAt, got.CompletedAt, got.LeaseUntil} {
 		require.Equal(t, time.UTC, tm.Location(), "times must come back in UTC")
 	}
 	want, got = truncate(want), truncate(got)
@@ -140,7 +140,7 @@ func requireState(t *testing.T, want, got store.State, msgAndArgs ...any) {
 
 func truncate(st store.State) store.State {
 	st = st.Clone()
-	for _, tm := range []*time.Time{&st.CreatedAt, &st.StartedAt, &st.UpdatedAt, &st.CompletedAt} {
+	for _, tm := range []*time.Time{&st.CreatedAt, &st.StartedAt, &st.UpdatedAt, &st.CompletedAt, &st.LeaseUntil} {
 		*tm = tm.Truncate(time.Millisecond).UTC()
 	}
 	for i := range st.Steps {
@@ -173,6 +173,7 @@ func testRoundTrip(t *testing.T, f Fixture, id string) {
 		s.StartedAt = at.Add(time.Second)
 		s.CompletedAt = at.Add(5234 * time.Millisecond)
 		s.UpdatedAt = s.CompletedAt
+		s.LeaseUntil = at.Add(time.Minute)
 		s.ErrorMessage = "Vectorization failed: Connection refused ✗"
 		s.ErrorDetails = map[string]json.RawMessage{
 			"exception_type": json.RawMessage(`"ConnectionError"`),
