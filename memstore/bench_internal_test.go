@@ -21,7 +21,7 @@ func BenchmarkSweep1M(b *testing.B) {
 		b.StopTimer()
 		s, clock := newTestStore(b)
 		for i := range tasks {
-			require.NoError(b, s.Put(ctx, store.State{ID: strconv.Itoa(i), Version: 1}, time.Hour))
+			require.NoError(b, s.Put(ctx, store.State{ID: strconv.Itoa(i), Status: store.StatusPending, Version: 1}, time.Hour))
 		}
 		clock.Advance(2 * time.Hour)
 		b.StartTimer()

@@ -20,7 +20,7 @@ func BenchmarkGet(b *testing.B) {
 	s, _ := newStore(b)
 	ctx := context.Background()
 	for i := range 10_000 {
-		require.NoError(b, s.Put(ctx, store.State{ID: strconv.Itoa(i), Version: 1}, time.Hour))
+		require.NoError(b, s.Put(ctx, store.State{ID: strconv.Itoa(i), Status: store.StatusPending, Version: 1}, time.Hour))
 	}
 	ids := make([]string, 1024)
 	for i := range ids {

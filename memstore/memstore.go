@@ -205,8 +205,8 @@ func (s *Store) Put(ctx context.Context, st store.State, ttl time.Duration) erro
 	if err := s.check(ctx, st.ID); err != nil {
 		return err
 	}
-	if st.Version < 1 {
-		return fmt.Errorf("memstore: put %q: version %d is below 1", st.ID, st.Version)
+	if err := st.Validate(); err != nil {
+		return fmt.Errorf("memstore: put: %w", err)
 	}
 	now := s.now().UnixNano()
 	at := int64(math.MaxInt64)

@@ -67,7 +67,7 @@ func TestMaxTasksHoldsUnderFlood(t *testing.T) {
 	require.NoError(t, err, "the newest task is kept")
 	_, err = s.Get(ctx, "0")
 	require.ErrorIs(t, err, store.ErrNotFound, "the task that expires soonest is evicted first")
-	require.ErrorIs(t, s.Put(ctx, store.State{ID: "0", Version: 2}, time.Hour), store.ErrConflict,
+	require.ErrorIs(t, s.Put(ctx, store.State{ID: "0", Status: store.StatusRunning, Version: 2}, time.Hour), store.ErrConflict,
 		"a write to an evicted task is a conflict")
 }
 

@@ -2,6 +2,7 @@ package store
 
 import (
 	"encoding/json"
+	"fmt"
 	"maps"
 	"slices"
 	"time"
@@ -136,6 +137,28 @@ func (s State) Step(name string) (Step, bool) {
 		}
 	}
 	return Step{}, false
+}
+
+// Validate reports whether s can be stored: its id passes [ValidateID]
+// (else the error wraps [ErrInvalidID]), its version is at least 1 and its
+// status and every step status are defined (else the error wraps
+// [ErrInvalidInput]). Stores call it in Put; it does not judge transitions.
+func (s State) Validate() error {
+	if err := ValidateID(s.ID); err != nil {
+		return err
+	}
+	if s.Version < 1 {
+		return fmt.Errorf("%w: version %d is below 1", ErrInvalidInput, s.Version)
+	}
+	if !s.Status.Valid() {
+		return fmt.Errorf("%w: status %q", ErrInvalidInput, s.Status)
+	}
+	for _, st := range s.Steps {
+		if !st.Status.Valid() {
+			return fmt.Errorf("%w: step %q has status %q", ErrInvalidInput, st.Name, st.Status)
+		}
+	}
+	return nil
 }
 
 // Stale reports whether s is a task that has not ended and whose lease

@@ -26,8 +26,10 @@ type Store interface {
 	// st.Version-1, where version 0 means the task does not exist. So
 	// st.Version 1 creates a task, and every later write names the version
 	// after the one it was computed from. If the stored version differs,
-	// Put changes nothing and returns an error wrapping ErrConflict.
-	// st.Version below 1 is an error.
+	// Put changes nothing and returns an error wrapping ErrConflict. A
+	// store that resends a write whose reply it lost must not report its
+	// own first attempt as a conflict. Put refuses a state that
+	// [State.Validate] rejects, with its error.
 	//
 	// With ttl > 0 the task expires ttl after this write; with ttl <= 0 it
 	// does not expire. A successful Put is seen by every later Get and is

@@ -65,6 +65,7 @@ func Run(t *testing.T, newFixture func(t *testing.T) Fixture) {
 		{"TTL", testTTL},
 		{"ConcurrentWriters", testConcurrentWriters},
 		{"InvalidID", testInvalidID},
+		{"InvalidState", testInvalidState},
 		{"LargeValues", testLargeValues},
 		{"ReadIsolation", testReadIsolation},
 		{"CanceledContext", testCanceledContext},
@@ -218,9 +219,6 @@ func testConflict(t *testing.T, f Fixture, id string) {
 	v3 := next(next(v1, nil), nil)
 	require.ErrorIs(t, f.Store.Put(ctx, v3, 0), store.ErrConflict,
 		"a write that skips a version must be a conflict")
-	v0 := v1
-	v0.Version = 0
-	require.Error(t, f.Store.Put(ctx, v0, 0), "version 0 must be refused")
 
 	got, err := f.Store.Get(ctx, id)
 	require.NoError(t, err)
@@ -333,6 +331,21 @@ func testInvalidID(t *testing.T, f Fixture, _ string) {
 	}
 	longest := strings.Repeat("é", store.MaxIDLen/2)
 	put(t, f.Store, newState(longest[:len(longest)-4]+fmt.Sprintf("%04x", rand.Uint32()&0xffff)))
+}
+
+func testInvalidState(t *testing.T, f Fixture, id string) {
+	for name, edit := range map[string]func(*store.State){
+		"version 0":         func(s *store.State) { s.Version = 0 },
+		"undefined status":  func(s *store.State) { s.Status = "processing_queued" },
+		"undefined step":    func(s *store.State) { s.Steps = []store.Step{{Name: "a", Status: "canceled"}} },
+		"empty step status": func(s *store.State) { s.Steps = []store.Step{{Name: "a"}} },
+	} {
+		st := newState(id)
+		edit(&st)
+		require.ErrorIs(t, f.Store.Put(t.Context(), st, 0), store.ErrInvalidInput, "Put must refuse a state with %s", name)
+		_, err := f.Store.Get(t.Context(), id)
+		require.ErrorIs(t, err, store.ErrNotFound, "a refused state must not be stored (%s)", name)
+	}
 }
 
 func testLargeValues(t *testing.T, f Fixture, id string) {
