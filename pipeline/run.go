@@ -1,0 +1,262 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"runtime/debug"
+	"sync"
+	"time"
+
+	"github.com/taskstatus/taskstatus/store"
+	"github.com/taskstatus/taskstatus/tracker"
+)
+
+// Run runs the pipeline for task id in the calling goroutine, recording
+// each step through tr, and returns the work's error: nil when every
+// required step succeeded, a [*StepError] when one failed, or an error
+// wrapping ctx's error when ctx ended first. Errors of tr do not change
+// the result: tr reports them to its error handler.
+//
+// Run creates the task if it does not exist and starts it if it is
+// pending. It runs nothing and returns an error if id is invalid
+// ([store.ErrInvalidID]) or the task has already started
+// ([store.ErrInvalidTransition]) or ended ([store.ErrTerminal]).
+func (p *Pipeline) Run(ctx context.Context, tr *tracker.Tracker, id string) error {
+	if err := store.ValidateID(id); err != nil {
+		return fmt.Errorf("pipeline: %w", err)
+	}
+	if tr == nil {
+		return errors.New("pipeline: nil tracker")
+	}
+	r := &run{p: p, tr: tr, id: id, rec: context.WithoutCancel(ctx), steps: make([]stepRun, len(p.steps))}
+	if err := r.begin(); err != nil {
+		return err
+	}
+	for i, stage := range p.stages {
+		if ctx.Err() != nil {
+			return r.interrupted(ctx)
+		}
+		f := r.runStage(ctx, stage)
+		if f == nil {
+			continue
+		}
+		if ctx.Err() != nil {
+			return r.interrupted(ctx)
+		}
+		return r.fail(p.stages[i+1:], f)
+	}
+	_ = r.tr.Succeed(r.rec, r.id)
+	return nil
+}
+
+// run is one run of a pipeline for one task. Its methods ignore the errors
+// of tracker calls: the tracker reports them to its error handler, and
+// tracking never fails the work.
+type run struct {
+	p  *Pipeline
+	tr *tracker.Tracker
+	id string
+	// rec is the run's context without its cancellation, for recording:
+	// the end of a canceled run is recorded too.
+	rec context.Context
+	// steps holds the state of each step, by index. Each is written by the
+	// goroutine that runs its step, and read by others once its stage has
+	// ended.
+	steps []stepRun
+}
+
+// stepRun is the state of one step in a run.
+type stepRun struct {
+	task   Task // what the step sees
+	failed bool
+}
+
+// failure is how a step failed.
+type failure struct {
+	step    *step
+	err     error
+	details map[string]any
+}
+
+// begin records the plan and starts the task, creating it if need be. It
+// refuses a task that has started already; otherwise a store that fails
+// does not stop the run.
+func (r *run) begin() error {
+	st, err := r.tr.Get(r.rec, r.id)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		_ = r.tr.Create(r.rec, r.id, r.p.names...)
+	case err != nil:
+	case st.Status.Terminal():
+		return fmt.Errorf("pipeline: task %q is %s: %w", r.id, st.Status, store.ErrTerminal)
+	case st.Status != store.StatusPending:
+		return fmt.Errorf("pipeline: task %q is %s: %w", r.id, st.Status, store.ErrInvalidTransition)
+	}
+	err = r.tr.Start(r.rec, r.id, r.p.names...)
+	if errors.Is(err, store.ErrTerminal) || errors.Is(err, store.ErrInvalidTransition) {
+		return fmt.Errorf("pipeline: %w", err) // another runner got there first
+	}
+	return nil
+}
+
+// runStage runs the steps of a stage, concurrently if there are several,
+// and returns the first failure of a required step, in declaration order.
+func (r *run) runStage(ctx context.Context, stage []step) *failure {
+	if len(stage) == 1 {
+		return required(r.runStep(ctx, &stage[0]))
+	}
+	failures := make([]*failure, len(stage))
+	var wg sync.WaitGroup
+	for i := range stage {
+		wg.Go(func() { failures[i] = r.runStep(ctx, &stage[i]) })
+	}
+	wg.Wait()
+	for _, f := range failures {
+		if f := required(f); f != nil {
+			return f
+		}
+	}
+	return nil
+}
+
+// required returns f if it is the failure of a required step, or nil.
+func required(f *failure) *failure {
+	if f == nil || f.step.optional {
+		return nil
+	}
+	return f
+}
+
+// runStep runs one step, or fails it if a dependency failed, and records
+// its outcome. It returns its failure, or nil if it succeeded.
+func (r *run) runStep(ctx context.Context, s *step) *failure {
+	if err := r.dependencyFailed(s); err != nil {
+		r.steps[s.index].failed = true
+		_ = r.tr.FailStep(r.rec, r.id, s.name, err)
+		return &failure{step: s, err: err}
+	}
+	task := &r.steps[s.index].task
+	task.run = r
+	_ = r.tr.StartStep(r.rec, r.id, s.name)
+	err := r.attempts(ctx, s, task)
+	if err == nil {
+		_ = r.tr.SucceedStep(r.rec, r.id, s.name)
+		return nil
+	}
+	r.steps[s.index].failed = true
+	_ = r.tr.FailStep(r.rec, r.id, s.name, err)
+	return &failure{step: s, err: err, details: task.failureDetails()}
+}
+
+// dependencyFailed returns the error of a step that cannot run because a
+// step it depends on failed, or nil.
+func (r *run) dependencyFailed(s *step) error {
+	for _, d := range s.deps {
+		if r.steps[d].failed {
+			return &DependencyError{Dependency: r.p.steps[d].name}
+		}
+	}
+	return nil
+}
+
+// attempts calls the step until an attempt succeeds, the attempts are used
+// up, an attempt panics or ctx is done, recording each retry. It returns
+// the last attempt's error.
+func (r *run) attempts(ctx context.Context, s *step, task *Task) error {
+	for n := 1; ; n++ {
+		err := call(ctx, s, task)
+		var panicked *PanicError
+		if err == nil || errors.As(err, &panicked) || n == s.attempts || ctx.Err() != nil {
+			return err
+		}
+		_ = r.tr.RetryStep(r.rec, r.id, s.name, err)
+		if r.p.sleep(ctx, s.backoff(n)) != nil {
+			return err
+		}
+	}
+}
+
+// call makes one attempt of a step, within the step's timeout, and turns a
+// panic into a *PanicError.
+func call(ctx context.Context, s *step, task *Task) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = &PanicError{Value: v, Stack: debug.Stack()}
+		}
+	}()
+	if s.timeout == 0 {
+		return s.fn(ctx, task)
+	}
+	sctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	err = s.fn(sctx, task)
+	if errors.Is(err, context.DeadlineExceeded) && sctx.Err() != nil && ctx.Err() == nil {
+		err = fmt.Errorf("step timed out after %v: %w", s.timeout, err)
+	}
+	return err
+}
+
+// fail records the failure f of a required step, which ends the run: the
+// steps of the stages left that depend on a failed step fail, the others
+// are skipped, and the task fails with f's error and details.
+func (r *run) fail(left [][]step, f *failure) error {
+	for _, stage := range left {
+		for i := range stage {
+			s := &stage[i]
+			if err := r.dependencyFailed(s); err != nil {
+				r.steps[s.index].failed = true
+				_ = r.tr.FailStep(r.rec, r.id, s.name, err)
+			}
+		}
+	}
+	details := f.details
+	if details == nil {
+		details = make(map[string]any, 1)
+	}
+	details[FailedStepKey] = f.step.name
+	_ = r.tr.Fail(r.rec, r.id, f.err, details) // skips the steps still pending
+	return &StepError{Step: f.step.name, Err: f.err}
+}
+
+// interrupted records the end of a run whose context is done: canceled,
+// or failed if its deadline passed. The steps not run are skipped. It
+// returns ctx's error, with its cause.
+func (r *run) interrupted(ctx context.Context) error {
+	err, cause := ctx.Err(), context.Cause(ctx)
+	if errors.Is(err, context.DeadlineExceeded) {
+		_ = r.tr.Fail(r.rec, r.id, cause, nil)
+	} else {
+		_ = r.tr.Cancel(r.rec, r.id, cause)
+	}
+	if !errors.Is(err, cause) {
+		return fmt.Errorf("pipeline: %w: %w", err, cause)
+	}
+	return fmt.Errorf("pipeline: %w", err)
+}
+
+// backoff returns how long to wait before retry n (from 1) of s.
+func (s *step) backoff(n int) time.Duration {
+	d := s.initial
+	for i := 1; i < n && d < s.maxWait; i++ {
+		if d > s.maxWait/2 {
+			d = s.maxWait
+		} else {
+			d *= 2
+		}
+	}
+	return d - rand.N(d/2+1)
+}
+
+// sleep is the default wait between attempts.
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

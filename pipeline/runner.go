@@ -1,0 +1,127 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+
+	"github.com/taskstatus/taskstatus/store"
+	"github.com/taskstatus/taskstatus/tracker"
+)
+
+// Runner runs pipelines in the background, beyond the requests that start
+// them, and stops them gracefully when the service shuts down. Create one
+// with [NewRunner]. Its methods are safe for concurrent use.
+type Runner struct {
+	ctx    context.Context // ended by a forced shutdown; every run follows it
+	cancel context.CancelCauseFunc
+
+	mu       sync.Mutex
+	shutdown bool
+	running  int
+	idle     chan struct{} // closed while running is 0
+}
+
+// NewRunner returns a Runner ready to start runs.
+func NewRunner() *Runner {
+	ctx, cancel := context.WithCancelCause(context.Background())
+	idle := make(chan struct{})
+	close(idle)
+	return &Runner{ctx: ctx, cancel: cancel, idle: idle}
+}
+
+// Go starts p.Run for task id through tr in a new goroutine and returns at
+// once. The run's context is ctx without its cancellation
+// ([context.WithoutCancel]): the run outlives the request that started it
+// and keeps its values, such as the correlation id. Only [Runner.Shutdown]
+// cancels it.
+//
+// Go starts nothing and returns an error if p or tr is nil, if id is
+// invalid ([store.ErrInvalidID]), or once Shutdown has been called
+// ([ErrShuttingDown]). The run's own result is recorded by tr; a run that
+// cannot start because the task is not pending is logged with
+// [slog.Default].
+func (r *Runner) Go(ctx context.Context, p *Pipeline, tr *tracker.Tracker, id string) error {
+	switch {
+	case p == nil:
+		return errors.New("pipeline: Runner.Go: nil pipeline")
+	case tr == nil:
+		return errors.New("pipeline: Runner.Go: nil tracker")
+	}
+	if err := store.ValidateID(id); err != nil {
+		return fmt.Errorf("pipeline: %w", err)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.shutdown {
+		return ErrShuttingDown
+	}
+	if r.running == 0 {
+		r.idle = make(chan struct{})
+	}
+	r.running++
+
+	ctx, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
+	stop := context.AfterFunc(r.ctx, func() { cancel(context.Cause(r.ctx)) })
+	go func() {
+		defer r.done()
+		defer cancel(nil)
+		defer stop()
+		err := p.Run(ctx, tr, id)
+		var stepErr *StepError
+		if err != nil && !errors.As(err, &stepErr) && ctx.Err() == nil {
+			// A failed or canceled run is recorded in its task; a run
+			// that could not start (the task was not pending) is not.
+			slog.ErrorContext(ctx, "pipeline: run did not start", slog.String("task_id", id), slog.Any("err", err))
+		}
+	}()
+	return nil
+}
+
+// done notes the end of a run.
+func (r *Runner) done() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.running--
+	if r.running == 0 {
+		close(r.idle)
+	}
+}
+
+// Wait waits until no run is in flight. Runs started while it waits are
+// waited for too.
+func (r *Runner) Wait() {
+	for {
+		r.mu.Lock()
+		idle, running := r.idle, r.running
+		r.mu.Unlock()
+		if running == 0 {
+			return
+		}
+		<-idle
+	}
+}
+
+// Shutdown stops the Runner: [Runner.Go] refuses new runs from then on,
+// and Shutdown waits for the runs in flight to end. If ctx ends first, it
+// cancels them with the cause [ErrShuttingDown], so that each is recorded
+// as canceled (its running step sees its context done, the steps not run
+// are skipped), waits until they have returned, and returns ctx's error.
+// So when Shutdown returns, no run it started is still running. A step
+// that does not return when its context is done delays Shutdown as long.
+func (r *Runner) Shutdown(ctx context.Context) error {
+	r.mu.Lock()
+	r.shutdown = true
+	idle := r.idle
+	r.mu.Unlock()
+	select {
+	case <-idle:
+		return nil
+	case <-ctx.Done():
+	}
+	r.cancel(ErrShuttingDown)
+	<-idle
+	return ctx.Err()
+}
