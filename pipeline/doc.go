@@ -40,6 +40,16 @@
 // success or failed with its error's message; the tracker stamps the times.
 // When every required step has succeeded the task succeeds.
 //
+// # Writes
+//
+// A run writes the task as few times as a client can tell apart: the end
+// of a step is written together with the start of the next one, or with
+// the end of the task, in one atomic write ([tracker.Tracker.Apply]). A
+// 5-step run is 6 writes, not 12, and a client never reads a step failed
+// while the task still runs, or a step ended with no step running between
+// two steps. Steps of a group write their own start and end, as they
+// happen.
+//
 // # Failure
 //
 // When a required step fails, the run stops: the steps left that depend on

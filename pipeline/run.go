@@ -22,7 +22,10 @@ import (
 // Run creates the task if it does not exist and starts it if it is
 // pending. It runs nothing and returns an error if id is invalid
 // ([store.ErrInvalidID]) or the task has already started
-// ([store.ErrInvalidTransition]) or ended ([store.ErrTerminal]).
+// ([store.ErrInvalidTransition]) or ended ([store.ErrTerminal]). If the
+// task ends elsewhere while the run goes on (another process cancels it),
+// the run stops before its next step and returns an error wrapping
+// [store.ErrTerminal].
 func (p *Pipeline) Run(ctx context.Context, tr *tracker.Tracker, id string) error {
 	if err := store.ValidateID(id); err != nil {
 		return fmt.Errorf("pipeline: %w", err)
@@ -38,7 +41,10 @@ func (p *Pipeline) Run(ctx context.Context, tr *tracker.Tracker, id string) erro
 		if ctx.Err() != nil {
 			return r.interrupted(ctx)
 		}
-		f := r.runStage(ctx, stage)
+		f, err := r.runStage(ctx, stage)
+		if err != nil {
+			return err
+		}
 		if f == nil {
 			continue
 		}
@@ -47,13 +53,19 @@ func (p *Pipeline) Run(ctx context.Context, tr *tracker.Tracker, id string) erro
 		}
 		return r.fail(p.stages[i+1:], f)
 	}
-	_ = r.tr.Succeed(r.rec, r.id)
+	_ = r.record(tracker.Succeeded())
 	return nil
 }
 
 // run is one run of a pipeline for one task. Its methods ignore the errors
-// of tracker calls: the tracker reports them to its error handler, and
-// tracking never fails the work.
+// of tracker calls but the refusal to start: the tracker reports them to
+// its error handler, and tracking never fails the work.
+//
+// To keep writes few, and each a state worth reading, the end of a step
+// run alone is not written at once but with the next write of the run: the
+// start of the next step, or the end of the task. A client so sees one
+// step end and the next start together, and a failed step, the steps that
+// depend on it and the failed task together.
 type run struct {
 	p  *Pipeline
 	tr *tracker.Tracker
@@ -61,6 +73,9 @@ type run struct {
 	// rec is the run's context without its cancellation, for recording:
 	// the end of a canceled run is recorded too.
 	rec context.Context
+	// carry holds the changes to make with the next write. Only the
+	// goroutine of Run uses it: the steps of a group write their own.
+	carry []tracker.Change
 	// steps holds the state of each step, by index. Each is written by the
 	// goroutine that runs its step, and read by others once its stage has
 	// ended.
@@ -80,43 +95,65 @@ type failure struct {
 	details map[string]any
 }
 
-// begin records the plan and starts the task, creating it if need be. It
-// refuses a task that has started already; otherwise a store that fails
-// does not stop the run.
+// begin creates the task if it does not exist, and refuses one that has
+// started already; otherwise a store that fails does not stop the run. The
+// task is started, with the plan, by the run's first write.
 func (r *run) begin() error {
 	st, err := r.tr.Get(r.rec, r.id)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		_ = r.tr.Create(r.rec, r.id, r.p.names...)
 	case err != nil:
+		// The store failed: run the work all the same.
 	case st.Status.Terminal():
 		return fmt.Errorf("pipeline: task %q is %s: %w", r.id, st.Status, store.ErrTerminal)
 	case st.Status != store.StatusPending:
 		return fmt.Errorf("pipeline: task %q is %s: %w", r.id, st.Status, store.ErrInvalidTransition)
 	}
-	err = r.tr.Start(r.rec, r.id, r.p.names...)
-	if errors.Is(err, store.ErrTerminal) || errors.Is(err, store.ErrInvalidTransition) {
-		return fmt.Errorf("pipeline: %w", err) // another runner got there first
-	}
-	return nil
+	r.carry = []tracker.Change{tracker.Started(r.p.names...)}
+	return nil //nolint:nilerr // a store that fails does not stop the work
+}
+
+// record writes changes, after the changes carried, in one write.
+func (r *run) record(changes ...tracker.Change) error {
+	changes = append(r.carry, changes...)
+	r.carry = nil
+	return r.tr.Apply(r.rec, r.id, changes...)
 }
 
 // runStage runs the steps of a stage, concurrently if there are several,
 // and returns the first failure of a required step, in declaration order.
-func (r *run) runStage(ctx context.Context, stage []step) *failure {
+// It returns an error, and runs nothing, if another run started the task
+// first.
+func (r *run) runStage(ctx context.Context, stage []step) (*failure, error) {
 	if len(stage) == 1 {
-		return required(r.runStep(ctx, &stage[0]))
+		f, err := r.runStep(ctx, &stage[0], true)
+		return required(f), err
+	}
+	if len(r.carry) > 0 {
+		if err := refused(r.record()); err != nil {
+			return nil, err
+		}
 	}
 	failures := make([]*failure, len(stage))
 	var wg sync.WaitGroup
 	for i := range stage {
-		wg.Go(func() { failures[i] = r.runStep(ctx, &stage[i]) })
+		wg.Go(func() { failures[i], _ = r.runStep(ctx, &stage[i], false) })
 	}
 	wg.Wait()
 	for _, f := range failures {
 		if f := required(f); f != nil {
-			return f
+			return f, nil
 		}
+	}
+	return nil, nil
+}
+
+// refused returns err if it means the task had started or ended before the
+// run started it, or nil.
+func refused(err error) error {
+	if errors.Is(err, store.ErrInvalidTransition) || errors.Is(err, store.ErrTerminal) {
+		return fmt.Errorf("pipeline: %w", err) // another run got there first
 	}
 	return nil
 }
@@ -130,24 +167,43 @@ func required(f *failure) *failure {
 }
 
 // runStep runs one step, or fails it if a dependency failed, and records
-// its outcome. It returns its failure, or nil if it succeeded.
-func (r *run) runStep(ctx context.Context, s *step) *failure {
+// it. A step run alone (solo) has its start written with the changes
+// carried and its end carried to the run's next write; a step of a group
+// writes both at once. runStep returns the step's failure, or nil if it
+// succeeded, and an error if the run must not go on because the task had
+// started before this run started it.
+func (r *run) runStep(ctx context.Context, s *step, solo bool) (*failure, error) {
+	write := func(c tracker.Change) error {
+		if solo {
+			return r.record(c)
+		}
+		return r.tr.Apply(r.rec, r.id, c)
+	}
+	end := func(c tracker.Change) {
+		if solo {
+			r.carry = append(r.carry, c)
+		} else {
+			_ = write(c)
+		}
+	}
 	if err := r.dependencyFailed(s); err != nil {
 		r.steps[s.index].failed = true
-		_ = r.tr.FailStep(r.rec, r.id, s.name, err)
-		return &failure{step: s, err: err}
+		end(tracker.StepFailed(s.name, err))
+		return &failure{step: s, err: err}, nil
+	}
+	if err := refused(write(tracker.StepStarted(s.name))); err != nil {
+		return nil, err
 	}
 	task := &r.steps[s.index].task
 	task.run = r
-	_ = r.tr.StartStep(r.rec, r.id, s.name)
 	err := r.attempts(ctx, s, task)
 	if err == nil {
-		_ = r.tr.SucceedStep(r.rec, r.id, s.name)
-		return nil
+		end(tracker.StepSucceeded(s.name))
+		return nil, nil
 	}
 	r.steps[s.index].failed = true
-	_ = r.tr.FailStep(r.rec, r.id, s.name, err)
-	return &failure{step: s, err: err, details: task.failureDetails()}
+	end(tracker.StepFailed(s.name, err))
+	return &failure{step: s, err: err, details: task.failureDetails()}, nil
 }
 
 // dependencyFailed returns the error of a step that cannot run because a
@@ -207,7 +263,7 @@ func (r *run) fail(left [][]step, f *failure) error {
 			s := &stage[i]
 			if err := r.dependencyFailed(s); err != nil {
 				r.steps[s.index].failed = true
-				_ = r.tr.FailStep(r.rec, r.id, s.name, err)
+				r.carry = append(r.carry, tracker.StepFailed(s.name, err))
 			}
 		}
 	}
@@ -216,7 +272,7 @@ func (r *run) fail(left [][]step, f *failure) error {
 		details = make(map[string]any, 1)
 	}
 	details[FailedStepKey] = f.step.name
-	_ = r.tr.Fail(r.rec, r.id, f.err, details) // skips the steps still pending
+	_ = r.record(tracker.Failed(f.err, details)) // skips the steps still pending
 	return &StepError{Step: f.step.name, Err: f.err}
 }
 
@@ -226,9 +282,9 @@ func (r *run) fail(left [][]step, f *failure) error {
 func (r *run) interrupted(ctx context.Context) error {
 	err, cause := ctx.Err(), context.Cause(ctx)
 	if errors.Is(err, context.DeadlineExceeded) {
-		_ = r.tr.Fail(r.rec, r.id, cause, nil)
+		_ = r.record(tracker.Failed(cause, nil))
 	} else {
-		_ = r.tr.Cancel(r.rec, r.id, cause)
+		_ = r.record(tracker.Canceled(cause))
 	}
 	if !errors.Is(err, cause) {
 		return fmt.Errorf("pipeline: %w: %w", err, cause)

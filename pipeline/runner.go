@@ -41,8 +41,8 @@ func NewRunner() *Runner {
 // Go starts nothing and returns an error if p or tr is nil, if id is
 // invalid ([store.ErrInvalidID]), or once Shutdown has been called
 // ([ErrShuttingDown]). The run's own result is recorded by tr; a run that
-// cannot start because the task is not pending is logged with
-// [slog.Default].
+// [Pipeline.Run] refuses (the task is not pending, or ended elsewhere) is
+// logged with [slog.Default].
 func (r *Runner) Go(ctx context.Context, p *Pipeline, tr *tracker.Tracker, id string) error {
 	switch {
 	case p == nil:
@@ -73,8 +73,9 @@ func (r *Runner) Go(ctx context.Context, p *Pipeline, tr *tracker.Tracker, id st
 		var stepErr *StepError
 		if err != nil && !errors.As(err, &stepErr) && ctx.Err() == nil {
 			// A failed or canceled run is recorded in its task; a run
-			// that could not start (the task was not pending) is not.
-			slog.ErrorContext(ctx, "pipeline: run did not start", slog.String("task_id", id), slog.Any("err", err))
+			// refused because the task was not pending, or stopped
+			// because it ended elsewhere, is not.
+			slog.ErrorContext(ctx, "pipeline: run refused", slog.String("task_id", id), slog.Any("err", err))
 		}
 	}()
 	return nil

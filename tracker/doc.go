@@ -20,6 +20,10 @@
 // transition again, so no update is lost. Calls for the same task from one
 // Tracker are serialized; calls for different tasks run in parallel.
 //
+// [Tracker.Apply] makes several changes ([Change]) in one write: a step's
+// end and the next step's start, or a failed step and the task's failure.
+// Readers see them together or not at all, and the store is written once.
+//
 // # Tracking never breaks the work
 //
 // Every call is bounded by a timeout (see [WithTimeout]), never panics on

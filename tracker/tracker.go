@@ -17,7 +17,7 @@ type Tracker struct {
 	store   store.Store
 	ttl     time.Duration
 	lease   time.Duration
-	now     func() time.Time
+	now     func() time.Time // nil: the real clock, time.Now
 	timeout time.Duration
 	onError func(context.Context, error)
 	cache   *cache
@@ -98,7 +98,6 @@ func New(s store.Store, opts ...Option) (*Tracker, error) {
 	t := &Tracker{
 		store:   s,
 		ttl:     24 * time.Hour,
-		now:     time.Now,
 		timeout: 5 * time.Second,
 		onError: logError,
 		cache:   newCache(),
@@ -141,17 +140,6 @@ func logError(ctx context.Context, err error) {
 	slog.Default().ErrorContext(ctx, "taskstatus: tracking failed", attrs...)
 }
 
-// transition returns the next state of a task from its current one, st.
-// Maps and slices st shares with the stored state are copied before they
-// are changed.
-type transition func(st store.State, now time.Time) (store.State, error)
-
-// update applies tr to task id and writes the result, reporting any error.
-func (t *Tracker) update(ctx context.Context, op, id string, tr transition) error {
-	err := t.write(ctx, id, tr)
-	return t.fail(ctx, op, id, err)
-}
-
 // fail wraps a non-nil err as an *Error and reports it to the handler.
 func (t *Tracker) fail(ctx context.Context, op, id string, err error) error {
 	if err == nil {
@@ -162,14 +150,15 @@ func (t *Tracker) fail(ctx context.Context, op, id string, err error) error {
 	return err
 }
 
-// write applies tr to the latest state of task id with compare-and-set:
-// from the cached state when there is one (one round trip), re-reading
-// after a conflict.
-func (t *Tracker) write(ctx context.Context, id string, tr transition) error {
+// write applies changes to the latest state of task id with
+// compare-and-set: from the cached state when there is one (one round
+// trip), re-reading after a conflict. A change that is refused refuses
+// them all; with several, its error names it.
+func (t *Tracker) write(ctx context.Context, id string, changes []Change) error {
 	if err := store.ValidateID(id); err != nil {
 		return err
 	}
-	bctx := t.bound(ctx)
+	bctx, now := t.bound(ctx)
 	defer bctx.stop()
 	e := t.cache.lock(id)
 	defer t.cache.unlock(id, e)
@@ -182,14 +171,19 @@ func (t *Tracker) write(ctx context.Context, id string, tr transition) error {
 			}
 			e.st, e.valid = cur, true
 		}
-		now := t.now().UTC()
-		next, err := tr(cur, now)
-		if err != nil {
-			return err
+		next := cur
+		for i := range changes {
+			var err error
+			if next, err = changes[i].apply(next, now); err != nil {
+				if len(changes) > 1 {
+					err = fmt.Errorf("%s: %w", changeOps[changes[i].kind], err)
+				}
+				return err
+			}
 		}
 		t.stamp(ctx, &next, now)
 		next.Version = cur.Version + 1
-		err = t.store.Put(bctx, next, t.ttl)
+		err := t.store.Put(bctx, next, t.ttl)
 		if err == nil {
 			e.st = next
 			return nil
@@ -234,7 +228,8 @@ func (t *Tracker) create(ctx context.Context, id string, steps []string) error {
 	if err := store.ValidateID(id); err != nil {
 		return err
 	}
-	now := t.now().UTC()
+	bctx, now := t.bound(ctx)
+	defer bctx.stop()
 	st := store.State{
 		ID:        id,
 		Status:    store.StatusPending,
@@ -247,8 +242,6 @@ func (t *Tracker) create(ctx context.Context, id string, steps []string) error {
 	}
 	t.stamp(ctx, &st, now)
 
-	bctx := t.bound(ctx)
-	defer bctx.stop()
 	e := t.cache.lock(id)
 	defer t.cache.unlock(id, e)
 	err := t.store.Put(bctx, st, t.ttl)
@@ -270,7 +263,7 @@ func (t *Tracker) Get(ctx context.Context, id string) (store.State, error) {
 	if err := store.ValidateID(id); err != nil {
 		return store.State{}, &Error{Op: "get", ID: id, Err: err}
 	}
-	bctx := t.bound(ctx)
+	bctx, _ := t.bound(ctx)
 	defer bctx.stop()
 	st, err := t.store.Get(bctx, id)
 	if err != nil {
@@ -288,7 +281,7 @@ func (t *Tracker) delete(ctx context.Context, id string) error {
 	if err := store.ValidateID(id); err != nil {
 		return err
 	}
-	bctx := t.bound(ctx)
+	bctx, _ := t.bound(ctx)
 	defer bctx.stop()
 	e := t.cache.lock(id)
 	defer t.cache.unlock(id, e)

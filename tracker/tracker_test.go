@@ -591,3 +591,44 @@ func TestNoLeaseByDefault(t *testing.T) {
 	assert.True(t, st.LeaseUntil.IsZero())
 	assert.False(t, st.Stale(f.clock.Now()))
 }
+
+func TestApplyIsOneAtomicWrite(t *testing.T) {
+	f := newFixture(t)
+	ctx := t.Context()
+	running(f.tr, "doc")
+	require.NoError(t, f.tr.StartStep(ctx, "doc", "a"))
+	puts := f.store.puts.Load()
+	require.NoError(t, f.tr.Apply(ctx, "doc", tracker.StepSucceeded("a"), tracker.StepStarted("b"),
+		tracker.Progressed(store.Progress{Done: 1, Total: 2})))
+	assert.Equal(t, puts+1, f.store.puts.Load(), "several changes are one write")
+	st := f.get(t, "doc")
+	a, _ := st.Step("a")
+	b, _ := st.Step("b")
+	assert.Equal(t, store.StepSuccess, a.Status)
+	assert.Equal(t, store.StepRunning, b.Status)
+	assert.Equal(t, int64(1), st.Progress.Done)
+
+	before := f.get(t, "doc")
+	err := f.tr.Apply(ctx, "doc", tracker.StepSucceeded("b"), tracker.StepStarted("a"))
+	require.ErrorIs(t, err, store.ErrTerminal, "a refused change refuses them all")
+	var te *tracker.Error
+	require.ErrorAs(t, err, &te)
+	assert.Equal(t, "apply succeed step, start step", te.Op)
+	assert.Contains(t, err.Error(), "start step: ", "the error names the refused change")
+	assert.True(t, before.Equal(f.get(t, "doc")), "nothing of a refused Apply is written")
+}
+
+func TestApplyRefusesInvalidChanges(t *testing.T) {
+	f := newFixture(t)
+	running(f.tr, "doc")
+	for name, changes := range map[string][]tracker.Change{
+		"none":             nil,
+		"zero":             {{}},
+		"invalid progress": {tracker.StepStarted("a"), tracker.Progressed(store.Progress{Done: -1})},
+	} {
+		err := f.tr.Apply(t.Context(), "doc", changes...)
+		require.ErrorIs(t, err, store.ErrInvalidInput, name)
+	}
+	a, _ := f.get(t, "doc").Step("a")
+	assert.Equal(t, store.StepPending, a.Status, "nothing was applied")
+}
