@@ -1,0 +1,176 @@
+package httpapi_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/taskstatus/taskstatus/httpapi"
+	"github.com/taskstatus/taskstatus/store"
+	"github.com/taskstatus/taskstatus/tracker"
+)
+
+// discard is a ResponseWriter that keeps the status code and drops the
+// body.
+type discard struct {
+	header http.Header
+	code   int
+	n      int
+	timed  bool      // whether to note at
+	at     time.Time // when the header was written
+}
+
+func newDiscard() *discard { return &discard{header: make(http.Header)} }
+
+func (d *discard) Header() http.Header { return d.header }
+
+func (d *discard) WriteHeader(code int) {
+	d.code = code
+	if d.timed {
+		d.at = time.Now()
+	}
+}
+
+func (d *discard) Write(p []byte) (int, error) {
+	if d.code == 0 {
+		d.WriteHeader(http.StatusOK)
+	}
+	d.n += len(p)
+	return len(p), nil
+}
+
+func (d *discard) reset() {
+	clear(d.header)
+	d.code, d.n = 0, 0
+}
+
+// benchTask makes task id what a status poll typically finds: the
+// origin's five steps, three done and one running, progress, result
+// fields and a correlation id.
+func benchTask(tb testing.TB, f *fixture, id string) {
+	tb.Helper()
+	ctx := tracker.ContextWithCorrelationID(context.Background(), "c9a7f417-c2d2-48a3-802b-fa00e20dd207")
+	require.NoError(tb, f.tr.Create(ctx, id, seedSteps...))
+	for _, s := range seedSteps[:3] {
+		f.clock.Advance(137 * time.Millisecond)
+		require.NoError(tb, errors.Join(f.tr.StartStep(ctx, id, s), f.tr.SucceedStep(ctx, id, s)))
+	}
+	require.NoError(tb, errors.Join(
+		f.tr.StartStep(ctx, id, seedSteps[3]),
+		f.tr.SetProgress(ctx, id, store.Progress{Done: 3, Total: 5, Message: "indexing vectors"}),
+		f.tr.SetResult(ctx, id, map[string]any{"entities_extracted": 42, "project_id": "my-project"})))
+}
+
+// statusRequest returns a request for the status of id, as the mux would
+// pass it to the handler.
+func statusRequest(id, query string) *http.Request {
+	req := httptest.NewRequestWithContext(context.Background(), http.MethodGet, "/tasks/"+id+"/status"+query, nil)
+	req.SetPathValue("id", id)
+	return req
+}
+
+// BenchmarkStatusGET measures a status poll of a running task on memstore,
+// to compare with BenchmarkBareHandler.
+func BenchmarkStatusGET(b *testing.B) {
+	f := newFixture(b)
+	benchTask(b, f, "doc-123")
+	h := httpapi.StatusHandler(f.mem)
+	req := statusRequest("doc-123", "")
+	w := newDiscard()
+	b.ReportAllocs()
+	for b.Loop() {
+		w.reset()
+		h.ServeHTTP(w, req)
+		if w.code != http.StatusOK {
+			b.Fatalf("status %d", w.code)
+		}
+	}
+	b.ReportMetric(float64(w.n), "body-bytes")
+}
+
+// BenchmarkBareHandler measures a net/http handler that writes the bytes
+// BenchmarkStatusGET's handler writes, headers and body, from memory.
+func BenchmarkBareHandler(b *testing.B) {
+	f := newFixture(b)
+	benchTask(b, f, "doc-123")
+	rec := httptest.NewRecorder()
+	httpapi.StatusHandler(f.mem).ServeHTTP(rec, statusRequest("doc-123", ""))
+	require.Equal(b, http.StatusOK, rec.Code)
+	body := rec.Body.Bytes()
+	etag, length, retry := rec.Header().Get("ETag"), rec.Header().Get("Content-Length"), rec.Header().Get("Retry-After")
+	bare := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		hdr := w.Header()
+		hdr.Set("Cache-Control", "no-store")
+		hdr.Set("X-Content-Type-Options", "nosniff")
+		hdr.Set("ETag", etag)
+		hdr.Set("Retry-After", retry)
+		hdr.Set("Content-Type", "application/json")
+		hdr.Set("Content-Length", length)
+		w.WriteHeader(http.StatusOK)
+		_, _ = w.Write(body)
+	})
+	req := statusRequest("doc-123", "")
+	w := newDiscard()
+	b.ReportAllocs()
+	for b.Loop() {
+		w.reset()
+		bare.ServeHTTP(w, req)
+	}
+	b.ReportMetric(float64(w.n), "body-bytes")
+}
+
+// releaseWaiters long-polls task id with n requests, ends the task once all
+// of them wait, and returns how long after the write each was answered.
+func releaseWaiters(tb testing.TB, f *fixture, h http.Handler, id string, n int) []time.Duration {
+	tb.Helper()
+	query := fmt.Sprintf("?wait=1m&version=%d", f.version(tb, id))
+	writers := make([]*discard, n)
+	var wg sync.WaitGroup
+	for i := range writers {
+		w, req := newDiscard(), statusRequest(id, query)
+		w.timed = true
+		writers[i] = w
+		wg.Go(func() { h.ServeHTTP(w, req) })
+	}
+	f.store.waitFor(tb, n)
+	start := time.Now()
+	require.NoError(tb, f.tr.Succeed(context.Background(), id))
+	wg.Wait()
+	final := fmt.Sprintf(`"v%d"`, f.version(tb, id))
+	latencies := make([]time.Duration, n)
+	for i, w := range writers {
+		require.Equal(tb, http.StatusOK, w.code, "waiter %d", i)
+		require.Equal(tb, final, w.header.Get("ETag"), "waiter %d", i)
+		latencies[i] = w.at.Sub(start)
+	}
+	slices.Sort(latencies)
+	f.store.waitFor(tb, 0)
+	return latencies
+}
+
+// BenchmarkLongPollRelease measures how soon 10,000 long polls of one task
+// are answered after the task ends: the reported max-release-ms is the
+// last one's delay.
+func BenchmarkLongPollRelease(b *testing.B) {
+	const waiters = 10_000
+	f := newFixture(b)
+	h := httpapi.StatusHandler(f.store, httpapi.WithMaxWatchers(waiters))
+	var worst, median time.Duration
+	for i := 0; b.Loop(); i++ {
+		id := fmt.Sprint("doc-", i)
+		f.running(b, id)
+		latencies := releaseWaiters(b, f, h, id, waiters)
+		worst = max(worst, latencies[waiters-1])
+		median = max(median, latencies[waiters/2])
+	}
+	b.ReportMetric(float64(worst)/float64(time.Millisecond), "max-release-ms")
+	b.ReportMetric(float64(median)/float64(time.Millisecond), "p50-release-ms")
+}

@@ -1,0 +1,225 @@
+package httpapi_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/taskstatus/taskstatus/httpapi"
+	"github.com/taskstatus/taskstatus/store"
+)
+
+// serveAsync answers req with h on another goroutine.
+func serveAsync(h http.Handler, req *http.Request) <-chan *httptest.ResponseRecorder {
+	done := make(chan *httptest.ResponseRecorder, 1)
+	go func() {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		done <- rec
+	}()
+	return done
+}
+
+// await returns the answer of serveAsync.
+func await(t testing.TB, done <-chan *httptest.ResponseRecorder) *httptest.ResponseRecorder {
+	t.Helper()
+	select {
+	case rec := <-done:
+		return rec
+	case <-time.After(hangGuard):
+		t.Fatal("no answer")
+		return nil
+	}
+}
+
+// get returns a GET request for target with headers given as name, value
+// pairs.
+func get(target string, headers ...string) *http.Request {
+	req := httptest.NewRequestWithContext(context.Background(), http.MethodGet, target, nil)
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Set(headers[i], headers[i+1])
+	}
+	return req
+}
+
+func TestLongPollReturnsOnChange(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		change func(ctx context.Context, f *fixture) error
+		status store.Status
+	}{
+		{"progress", func(ctx context.Context, f *fixture) error {
+			// Written by another instance of the service.
+			return f.newTracker(t).SetProgress(ctx, "t", store.Progress{Done: 1})
+		}, store.StatusRunning},
+		{"end", func(ctx context.Context, f *fixture) error {
+			return f.newTracker(t).Fail(ctx, "t", fmt.Errorf("boom"), nil)
+		}, store.StatusFailed},
+	} {
+		for _, named := range []string{"version", "If-None-Match"} {
+			t.Run(tc.name+"/"+named, func(t *testing.T) {
+				f := newFixture(t)
+				f.running(t, "t")
+				v := f.version(t, "t")
+				req := get(fmt.Sprintf("/tasks/t/status?wait=1h&version=%d", v))
+				if named == "If-None-Match" {
+					req = get("/tasks/t/status?wait=1h", "If-None-Match", fmt.Sprintf(`"v%d"`, v))
+				}
+				done := serveAsync(f.handler(), req)
+				f.store.waitFor(t, 1)
+				require.NoError(t, tc.change(t.Context(), f))
+
+				rec := await(t, done)
+				require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+				doc := document(t, rec.Body.Bytes())
+				assert.EqualValues(t, v+1, doc["version"])
+				assert.EqualValues(t, tc.status, doc["status"])
+				assert.Equal(t, fmt.Sprintf(`"v%d"`, v+1), rec.Header().Get("ETag"))
+				f.store.waitFor(t, 0)
+			})
+		}
+	}
+}
+
+func TestLongPollTimeout(t *testing.T) {
+	f := newFixture(t)
+	f.running(t, "t")
+	v := f.version(t, "t")
+	h := f.handler()
+
+	start := time.Now()
+	rec := serve(h, "/tasks/t/status?wait=50ms", "If-None-Match", fmt.Sprintf(`"v%d"`, v))
+	assert.GreaterOrEqual(t, time.Since(start), 50*time.Millisecond)
+	assert.Equal(t, http.StatusNotModified, rec.Code, "unchanged, and the client has it")
+	assert.Equal(t, fmt.Sprintf(`"v%d"`, v), rec.Header().Get("ETag"))
+	assert.Equal(t, "1", rec.Header().Get("Retry-After"))
+
+	start = time.Now()
+	rec = serve(h, fmt.Sprintf("/tasks/t/status?wait=0.05&version=%d", v))
+	assert.Less(t, time.Since(start), 50*time.Millisecond, "0.05 is not a whole number of seconds: a Go duration")
+	require.Equal(t, http.StatusBadRequest, rec.Code)
+
+	rec = serve(h, fmt.Sprintf("/tasks/t/status?wait=50ms&version=%d", v))
+	assert.GreaterOrEqual(t, time.Since(start), 50*time.Millisecond)
+	require.Equal(t, http.StatusOK, rec.Code, "unchanged, without If-None-Match")
+	assert.EqualValues(t, v, document(t, rec.Body.Bytes())["version"])
+	f.store.waitFor(t, 0)
+}
+
+func TestLongPollAnswersAtOnce(t *testing.T) {
+	f := newFixture(t)
+	f.running(t, "t")
+	f.running(t, "ended")
+	require.NoError(t, f.tr.Succeed(t.Context(), "ended"))
+	v := f.version(t, "t")
+	h := f.handler()
+	for _, tc := range []struct {
+		name    string
+		target  string
+		headers []string
+		code    int
+	}{
+		{"no version named", "/tasks/t/status?wait=1h", nil, http.StatusOK},
+		{"older version", fmt.Sprintf("/tasks/t/status?wait=1h&version=%d", v-1), nil, http.StatusOK},
+		{"older etag", "/tasks/t/status?wait=1h", []string{"If-None-Match", `"v1"`}, http.StatusOK},
+		{"ended", fmt.Sprintf("/tasks/ended/status?wait=1h&version=%d", f.version(t, "ended")), nil, http.StatusOK},
+		{"ended, client has it", "/tasks/ended/status?wait=3600", []string{"If-None-Match", fmt.Sprintf(`"v%d"`, f.version(t, "ended"))}, http.StatusNotModified},
+		{"unknown", "/tasks/nope/status?wait=1h&version=1", nil, http.StatusNotFound},
+		{"wait=0", fmt.Sprintf("/tasks/t/status?wait=0&version=%d", v), nil, http.StatusOK},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rec := await(t, serveAsync(h, get(tc.target, tc.headers...)))
+			assert.Equal(t, tc.code, rec.Code, rec.Body.String())
+		})
+	}
+
+	// A store that cannot watch answers at once.
+	noWatch := httpapi.StatusHandler(struct{ store.Store }{f.mem})
+	req := get("/tasks/t/status?wait=1h", "If-None-Match", fmt.Sprintf(`"v%d"`, v))
+	req.SetPathValue("id", "t")
+	assert.Equal(t, http.StatusNotModified, await(t, serveAsync(noWatch, req)).Code)
+	f.store.waitFor(t, 0)
+}
+
+func TestLongPollCapped(t *testing.T) {
+	f := newFixture(t)
+	f.running(t, "t")
+	v := f.version(t, "t")
+	h := f.handler(httpapi.WithMaxWait(50 * time.Millisecond))
+	for _, wait := range []string{"999h", "99999999999999999999", "2562047h"} {
+		rec := await(t, serveAsync(h, get(fmt.Sprintf("/tasks/t/status?wait=%s&version=%d", wait, v))))
+		assert.Equal(t, http.StatusOK, rec.Code, wait)
+	}
+	off := f.handler(httpapi.WithMaxWait(0))
+	rec := await(t, serveAsync(off, get(fmt.Sprintf("/tasks/t/status?wait=1h&version=%d", v))))
+	assert.Equal(t, http.StatusOK, rec.Code, "long polling off")
+}
+
+func TestLongPollClientGone(t *testing.T) {
+	f := newFixture(t)
+	f.running(t, "t")
+	ctx, cancel := context.WithCancel(t.Context())
+	req := get(fmt.Sprintf("/tasks/t/status?wait=1h&version=%d", f.version(t, "t"))).WithContext(ctx)
+	done := serveAsync(f.handler(), req)
+	f.store.waitFor(t, 1)
+	cancel()
+	rec := await(t, done)
+	assert.Empty(t, rec.Body.String(), "nobody to answer")
+	assert.Empty(t, rec.Header().Get("ETag"))
+	f.store.waitFor(t, 0)
+}
+
+func TestLongPollDeleted(t *testing.T) {
+	f := newFixture(t)
+	f.running(t, "t")
+	done := serveAsync(f.handler(), get(fmt.Sprintf("/tasks/t/status?wait=1h&version=%d", f.version(t, "t"))))
+	f.store.waitFor(t, 1)
+	require.NoError(t, f.tr.Delete(t.Context(), "t"))
+	rec := await(t, done)
+	assert.Equal(t, http.StatusNotFound, rec.Code)
+	f.store.waitFor(t, 0)
+}
+
+func TestWatcherLimit(t *testing.T) {
+	f := newFixture(t)
+	f.running(t, "t")
+	v := f.version(t, "t")
+	h := f.handler(httpapi.WithMaxWatchers(1))
+	done := serveAsync(h, get(fmt.Sprintf("/tasks/t/status?wait=1h&version=%d", v)))
+	f.store.waitFor(t, 1)
+
+	for _, req := range []*http.Request{
+		get(fmt.Sprintf("/tasks/t/status?wait=1h&version=%d", v)),
+		get("/tasks/t/status", "Accept", "text/event-stream"),
+	} {
+		rec := serve(h, req.URL.String(), "Accept", req.Header.Get("Accept"))
+		assert.Equal(t, http.StatusServiceUnavailable, rec.Code)
+		assert.Equal(t, "1", rec.Header().Get("Retry-After"))
+		assert.Equal(t, http.StatusServiceUnavailable, problem(t, rec).Status)
+	}
+	assert.Equal(t, http.StatusOK, serve(h, "/tasks/t/status").Code, "a plain GET does not wait")
+
+	require.NoError(t, f.tr.Succeed(t.Context(), "t"))
+	assert.Equal(t, http.StatusOK, await(t, done).Code)
+	f.store.waitFor(t, 0)
+	rec := await(t, serveAsync(h, get(fmt.Sprintf("/tasks/t/status?wait=1h&version=%d", v))))
+	assert.Equal(t, http.StatusOK, rec.Code, "the slot is free again")
+}
+
+// TestLongPollManyWaiters ends a task that 1,000 long polls wait for and
+// checks that each is answered with the final state. It logs how soon
+// (BenchmarkLongPollRelease measures 10,000).
+func TestLongPollManyWaiters(t *testing.T) {
+	const waiters = 1000
+	f := newFixture(t)
+	f.running(t, "t")
+	h := httpapi.StatusHandler(f.store)
+	latencies := releaseWaiters(t, f, h, "t", waiters)
+	t.Logf("%d waiters answered within %v of the end (median %v)", waiters, latencies[waiters-1], latencies[waiters/2])
+}
