@@ -1,0 +1,190 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// redisAddrVar names the environment variable that gives the address of a
+// Redis server for the tests; CI sets it to 127.0.0.1:6379.
+const redisAddrVar = "TASKSTATUS_REDIS_ADDR"
+
+// redisEnv returns the environment that points the service at the Redis
+// server named by TASKSTATUS_REDIS_ADDR, with a key prefix of its own whose
+// keys are deleted when t ends. It skips t if the variable is not set, and
+// fails it if Redis does not answer.
+func redisEnv(t *testing.T) []string {
+	t.Helper()
+	addr := os.Getenv(redisAddrVar)
+	if addr == "" {
+		t.Skipf("%s is not set: set it to the address of a Redis server, such as 127.0.0.1:6379, to run this test", redisAddrVar)
+	}
+	client := redis.NewClient(&redis.Options{Addr: addr, DisableIdentity: true})
+	t.Cleanup(func() { client.Close() })
+	require.NoError(t, client.Ping(t.Context()).Err(), "%s=%s: Redis does not answer", redisAddrVar, addr)
+
+	prefix := "docservice-test-" + rand.Text() + ":"
+	t.Cleanup(func() {
+		ctx := context.Background()
+		keys, err := client.Keys(ctx, prefix+"*").Result() // a test's few keys
+		if assert.NoError(t, err) && len(keys) > 0 {
+			assert.NoError(t, client.Del(ctx, keys...).Err())
+		}
+	})
+	return []string{"VALKEY_URL=redis://" + addr + "/0", "TASKSTATUS_PREFIX=" + prefix}
+}
+
+// getenv returns a function that reads the environment env, a list of
+// NAME=value.
+func getenv(env ...string) func(string) string {
+	m := make(map[string]string)
+	for _, kv := range env {
+		name, value, _ := strings.Cut(kv, "=")
+		m[name] = value
+	}
+	return func(name string) string { return m[name] }
+}
+
+// TestRun runs the whole service in the test's process, with each store.
+func TestRun(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		env   func(t *testing.T) []string
+		store string // the start-up log line that names the store
+	}{
+		{"memory", func(*testing.T) []string { return nil }, "store: memory;"},
+		{"cache disabled", func(*testing.T) []string {
+			return []string{"VALKEY_URL=redis://127.0.0.1:1/0", "ENABLE_CACHE=false"}
+		}, "store: memory;"},
+		{"fallback", func(*testing.T) []string {
+			return []string{"REDIS_URL=redis://127.0.0.1:1/0"} // nothing listens on port 1
+		}, "store: memory, because Redis did not answer"},
+		{"redis", redisEnv, "store: redis"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			env := append(tc.env(t), "DELAY_SCALE=0", "LOG_FORMAT=json")
+			stderr := &lockedBuffer{}
+			addr := make(chan string, 1)
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			done := make(chan error, 1)
+			go func() {
+				done <- run(ctx, []string{"-addr", "127.0.0.1:0"}, getenv(env...),
+					&firstLine{prefix: "listening on ", ch: addr}, stderr)
+			}()
+			defer func() {
+				if t.Failed() {
+					t.Logf("logs:\n%s", stderr)
+				}
+			}()
+			url := "http://" + wait(t, addr, 30*time.Second)
+
+			resp := submit(t, url, request(t, "doc-123", nil), "abc-456-def")
+			doc := await(t, url+resp["status_url"].(string), ended)
+			assert.Equal(t, "success", doc["status"])
+			assert.Equal(t, "abc-456-def", doc["correlation_id"])
+
+			cancel()
+			require.NoError(t, wait(t, done, 30*time.Second))
+			assert.Contains(t, stderr.String(), `"msg":"`+tc.store)
+		})
+	}
+}
+
+func TestRunErrors(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		args []string
+		env  []string
+	}{
+		{"bad flag", []string{"-nope"}, nil},
+		{"argument", []string{"extra"}, nil},
+		{"negative delay scale", []string{"-delay-scale", "-1"}, nil},
+		{"bad DELAY_SCALE", nil, []string{"DELAY_SCALE=fast"}},
+		{"bad LOG_LEVEL", nil, []string{"LOG_LEVEL=loud"}},
+		{"bad log format", []string{"-log-format", "xml"}, nil},
+		{"bad ENABLE_CACHE", nil, []string{"ENABLE_CACHE=maybe"}},
+		{"bad redis URL", nil, []string{"VALKEY_URL=http://localhost"}},
+		{"bad address", []string{"-addr", "127.0.0.1:-1"}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := run(t.Context(), tc.args, getenv(tc.env...), io.Discard, io.Discard)
+			assert.Error(t, err)
+		})
+	}
+	assert.NoError(t, run(t.Context(), []string{"-h"}, getenv(), io.Discard, io.Discard))
+}
+
+func TestParseConfig(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		args []string
+		env  []string
+		want config
+	}{{
+		name: "defaults",
+		want: config{addr: ":8053", delayScale: 1, shutdownTimeout: 10 * time.Second,
+			logLevel: slog.LevelInfo, logFormat: "text", redisPrefix: "taskstatus:"},
+	}, {
+		name: "environment",
+		env: []string{"PORT=9000", "DELAY_SCALE=0.5", "SHUTDOWN_TIMEOUT=3s", "LOG_LEVEL=debug",
+			"LOG_FORMAT=json", "REDIS_URL=redis://r:6379/1", "TASKSTATUS_PREFIX=p:"},
+		want: config{addr: ":9000", delayScale: 0.5, shutdownTimeout: 3 * time.Second,
+			logLevel: slog.LevelDebug, logFormat: "json", redisURL: "redis://r:6379/1", redisPrefix: "p:"},
+	}, {
+		name: "flags win",
+		args: []string{"-addr", "127.0.0.1:1", "-delay-scale", "2", "-log-level", "warn"},
+		env:  []string{"ADDR=:7000", "PORT=9000", "DELAY_SCALE=0.5", "LOG_LEVEL=debug"},
+		want: config{addr: "127.0.0.1:1", delayScale: 2, shutdownTimeout: 10 * time.Second,
+			logLevel: slog.LevelWarn, logFormat: "text", redisPrefix: "taskstatus:"},
+	}, {
+		name: "ADDR wins over PORT, VALKEY_URL over REDIS_URL",
+		env:  []string{"ADDR=:7000", "PORT=9000", "VALKEY_URL=redis://v:6379/0", "REDIS_URL=redis://r:6379/0"},
+		want: config{addr: ":7000", delayScale: 1, shutdownTimeout: 10 * time.Second,
+			logLevel: slog.LevelInfo, logFormat: "text", redisURL: "redis://v:6379/0", redisPrefix: "taskstatus:"},
+	}, {
+		name: "cache disabled",
+		env:  []string{"VALKEY_URL=redis://v:6379/0", "ENABLE_CACHE=false"},
+		want: config{addr: ":8053", delayScale: 1, shutdownTimeout: 10 * time.Second,
+			logLevel: slog.LevelInfo, logFormat: "text", redisPrefix: "taskstatus:"},
+	}} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := parseConfig(tc.args, getenv(tc.env...), io.Discard)
+			require.NoError(t, err)
+			assert.Equal(t, tc.want, got)
+		})
+	}
+}
+
+func TestShapeDiff(t *testing.T) {
+	want := map[string]any{
+		"s": "x", "n": 1.0, "b": true, "z": nil,
+		"o": map[string]any{"k": "v"},
+	}
+	assert.Empty(t, shapeDiff("", want, map[string]any{
+		"s": "y", "n": 2.0, "b": false, "z": nil, "o": map[string]any{"k": "w"},
+	}, nil))
+	assert.Equal(t, []string{
+		"b: missing",
+		"n: string, want number",
+		"o.extra: not in the fixture",
+		"s: null, want string",
+		"z: string, want null",
+		"more: not in the fixture",
+	}, shapeDiff("", want, map[string]any{
+		"s": nil, "n": "1", "z": "", "o": map[string]any{"k": "v", "extra": 1.0}, "more": 1.0,
+	}, nil))
+	assert.Empty(t, shapeDiff("", want, map[string]any{
+		"s": "y", "n": 2.0, "b": false, "z": nil, "o": map[string]any{"k": "w", "extra": 1.0}, "more": 1.0,
+	}, map[string][]string{"": {"more"}, "o": {"extra"}}))
+}

@@ -1,0 +1,390 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/taskstatus/taskstatus/memstore"
+	"github.com/taskstatus/taskstatus/store"
+)
+
+// service is a server running in the test's process on a memory store
+// the test owns, so that it can read tasks after the server has stopped.
+type service struct {
+	*server
+	mem  *memstore.Store
+	url  string        // the base URL
+	logs *lockedBuffer // the server's logs, as JSON lines
+	stop func()        // shuts the server down gracefully and waits for it
+}
+
+// startService starts a service with the given delay scale and shutdown
+// timeout, and stops it when t ends.
+func startService(t *testing.T, delayScale float64, shutdownTimeout time.Duration) *service {
+	t.Helper()
+	mem, err := memstore.New()
+	require.NoError(t, err)
+	logs := &lockedBuffer{}
+	logger := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	s, err := newServer(mem, logger, delayScale, shutdownTimeout)
+	require.NoError(t, err)
+	var lc net.ListenConfig
+	ln, err := lc.Listen(t.Context(), "tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- s.serve(ctx, ln) }()
+	svc := &service{server: s, mem: mem, url: "http://" + ln.Addr().String(), logs: logs}
+	var once sync.Once
+	svc.stop = func() {
+		once.Do(func() {
+			cancel()
+			assert.NoError(t, wait(t, served, 30*time.Second), "serve")
+		})
+	}
+	t.Cleanup(func() {
+		svc.stop()
+		mem.Close()
+		if t.Failed() {
+			t.Logf("logs:\n%s", logs)
+		}
+	})
+	return svc
+}
+
+// get returns the current state of task id in the service's store.
+func (s *service) get(t *testing.T, id string) store.State {
+	t.Helper()
+	st, err := s.mem.Get(t.Context(), id)
+	require.NoError(t, err)
+	return st
+}
+
+func TestSubmitAndStatus(t *testing.T) {
+	svc := startService(t, 0, time.Second)
+	fixture := loadFixture(t, "submit_response.json")
+
+	resp := submit(t, svc.url, request(t, "doc-123", nil), "abc-456-def")
+	requireShape(t, fixture, resp, nil)
+	assert.Equal(t, map[string]any{
+		"success":            true,
+		"document_id":        "doc-123",
+		"project_id":         "my-project",
+		"entities_extracted": 1.0, // "Document content"
+		"status":             "processing_queued",
+		"status_url":         "/process/document/doc-123/status",
+		"message":            fixture["message"],
+	}, resp)
+
+	doc := await(t, svc.url+resp["status_url"].(string), ended)
+	requireShape(t, loadFixture(t, "status_success.json"), doc, statusExtras)
+	assert.Equal(t, "success", doc["status"])
+	assert.Equal(t, "abc-456-def", doc["correlation_id"])
+	assert.InDelta(t, 1, doc["entities_extracted"], 0)
+	assert.Equal(t, true, doc["vector_indexed"])
+
+	// One log line per step, with the task id and the correlation id.
+	lines := logLines(t, svc.logs, "step succeeded", "doc-123")
+	var steps []string
+	for _, l := range lines {
+		assert.Equal(t, "abc-456-def", l["correlation_id"])
+		steps = append(steps, l["step"].(string))
+	}
+	assert.Equal(t, []string{stepFileNode, stepGraph, stepEmbedding, stepIndexing, stepFreshness}, steps)
+}
+
+func TestSimulatedFailure(t *testing.T) {
+	svc := startService(t, 0, time.Second)
+	want := loadFixture(t, "status_failed.json")
+
+	for _, tc := range []struct {
+		step  string
+		task  string // the task's status
+		steps map[string]any
+		msg   any
+	}{{
+		step: stepEmbedding, task: "failed", steps: want["pipeline_steps"].(map[string]any),
+		msg: want["error_message"],
+	}, {
+		step: stepFileNode, task: "failed", msg: "File node creation failed: Connection refused",
+		steps: map[string]any{stepFileNode: "failed", stepGraph: "skipped", stepEmbedding: "skipped",
+			stepIndexing: "skipped", stepFreshness: "skipped"},
+	}, {
+		// freshness_analysis is optional: the task succeeds without it.
+		step: stepFreshness, task: "success", msg: nil,
+		steps: map[string]any{stepFileNode: "success", stepGraph: "success", stepEmbedding: "success",
+			stepIndexing: "success", stepFreshness: "failed"},
+	}} {
+		t.Run(tc.step, func(t *testing.T) {
+			id := "doc-fail-" + tc.step
+			resp := submit(t, svc.url, request(t, id, map[string]any{"simulate_failure": tc.step}), "")
+			doc := await(t, svc.url+resp["status_url"].(string), ended)
+			assert.Equal(t, tc.task, doc["status"])
+			assert.Equal(t, tc.steps, doc["pipeline_steps"])
+			assert.Equal(t, tc.msg, doc["error_message"])
+			if tc.task != "failed" {
+				return
+			}
+			requireShape(t, want, doc, statusExtras)
+			assert.Equal(t, map[string]any{
+				"exception_type": "ConnectionError",
+				"project_id":     "my-project",
+				"source_path":    "archon://projects/my-project/documents/" + id,
+				"failed_step":    tc.step,
+			}, doc["error_details"])
+			assert.Equal(t, false, doc["vector_indexed"])
+		})
+	}
+}
+
+func TestSubmitInvalid(t *testing.T) {
+	svc := startService(t, 0, time.Second)
+	valid := func(change func(req map[string]any)) string {
+		req := request(t, "doc-valid", nil)
+		change(req)
+		return mustJSON(req)
+	}
+	for _, tc := range []struct {
+		name        string
+		body        string
+		contentType string
+		code        int
+		field       string // the field the problem names
+	}{
+		{"no document_id", valid(func(r map[string]any) { delete(r, "document_id") }), "", 400, "document_id"},
+		{"empty document_id", valid(func(r map[string]any) { r["document_id"] = "" }), "", 400, "document_id"},
+		{"null document_id", valid(func(r map[string]any) { r["document_id"] = nil }), "", 400, "document_id"},
+		{"numeric document_id", valid(func(r map[string]any) { r["document_id"] = 123 }), "", 400, "document_id"},
+		{"document_id with a brace", valid(func(r map[string]any) { r["document_id"] = "doc-{1}" }), "", 400, "document_id"},
+		{"document_id with a newline", valid(func(r map[string]any) { r["document_id"] = "doc\n1" }), "", 400, "document_id"},
+		{"long document_id", valid(func(r map[string]any) { r["document_id"] = strings.Repeat("d", store.MaxIDLen+1) }), "", 400, "document_id"},
+		{"document_id ..", valid(func(r map[string]any) { r["document_id"] = ".." }), "", 400, "document_id"},
+		{"no project_id", valid(func(r map[string]any) { delete(r, "project_id") }), "", 400, "project_id"},
+		{"long project_id", valid(func(r map[string]any) { r["project_id"] = strings.Repeat("p", store.MaxIDLen+1) }), "", 400, "project_id"},
+		{"no content", valid(func(r map[string]any) { delete(r, "content") }), "", 400, "content"},
+		{"empty content", valid(func(r map[string]any) { r["content"] = "" }), "", 400, "content"},
+		{"long content", valid(func(r map[string]any) { r["content"] = strings.Repeat("c", maxContentBytes+1) }), "", 400, "content"},
+		{"long title", valid(func(r map[string]any) { r["title"] = strings.Repeat("t", maxTitleBytes+1) }), "", 400, "title"},
+		{"long document_type", valid(func(r map[string]any) { r["document_type"] = strings.Repeat("t", maxDocumentTypeBytes+1) }), "", 400, "document_type"},
+		{"metadata not an object", valid(func(r map[string]any) { r["metadata"] = "x" }), "", 400, "metadata"},
+		{"unknown step to fail", valid(func(r map[string]any) { r["metadata"] = map[string]any{"simulate_failure": "parsing"} }), "", 400, "metadata.simulate_failure"},
+		{"step to fail not a string", valid(func(r map[string]any) { r["metadata"] = map[string]any{"simulate_failure": true} }), "", 400, "metadata.simulate_failure"},
+		{"empty body", "", "", 400, ""},
+		{"not JSON", "document_id=doc-1", "", 400, ""},
+		{"truncated JSON", `{"document_id": "doc-1"`, "", 400, ""},
+		{"array", `[]`, "", 400, ""},
+		{"two objects", valid(func(map[string]any) {}) + "{}", "", 400, ""},
+		{"body too large", valid(func(r map[string]any) { r["content"] = strings.Repeat("c", maxBodyBytes) }), "", 413, ""},
+		{"form", "document_id=doc-1", "application/x-www-form-urlencoded", 415, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ct := tc.contentType
+			if ct == "" {
+				ct = "application/json"
+			}
+			resp := do(t, http.MethodPost, svc.url+"/process/document", []byte(tc.body), "Content-Type", ct)
+			require.Equal(t, tc.code, resp.code, "body: %s", resp.body)
+			assert.Equal(t, "application/problem+json", resp.header.Get("Content-Type"))
+			prob := resp.object(t)
+			assert.InDelta(t, tc.code, prob["status"], 0)
+			assert.Equal(t, "/process/document", prob["instance"])
+			assert.NotEmpty(t, prob["detail"])
+			assert.NotContains(t, prob["detail"], "Go struct", "the detail leaks Go details")
+			if tc.field == "" {
+				assert.NotContains(t, prob, "field")
+			} else {
+				assert.Equal(t, tc.field, prob["field"])
+				assert.Contains(t, prob["detail"], tc.field)
+			}
+		})
+	}
+
+	// None of them created a task.
+	assert.Equal(t, 0, svc.mem.Len())
+}
+
+func TestSubmitAcceptsUnknownFieldsAndNoContentType(t *testing.T) {
+	svc := startService(t, 0, time.Second)
+	req := request(t, "doc-extra", nil)
+	req["priority"] = "high"
+	resp := do(t, http.MethodPost, svc.url+"/process/document", []byte(mustJSON(req)))
+	require.Equal(t, http.StatusOK, resp.code, "body: %s", resp.body)
+	await(t, svc.url+"/process/document/doc-extra/status", ended)
+}
+
+func TestStatusUnknown(t *testing.T) {
+	svc := startService(t, 0, time.Second)
+	resp := do(t, http.MethodGet, svc.url+"/process/document/doc-404/status", nil)
+	assert.Equal(t, http.StatusNotFound, resp.code)
+	assert.Equal(t, "application/problem+json", resp.header.Get("Content-Type"))
+
+	resp = do(t, http.MethodGet, svc.url+"/process/document/%7Bx%7D/status", nil)
+	assert.Equal(t, http.StatusBadRequest, resp.code)
+}
+
+func TestStoreDown(t *testing.T) {
+	svc := startService(t, 0, time.Second)
+	submit(t, svc.url, request(t, "doc-123", nil), "")
+	await(t, svc.url+"/process/document/doc-123/status", ended)
+	svc.mem.Close()
+
+	for _, tc := range []struct {
+		method, path string
+		body         []byte
+	}{
+		{http.MethodGet, "/process/document/doc-123/status", nil},
+		{http.MethodPost, "/process/document", []byte(mustJSON(request(t, "doc-456", nil)))},
+	} {
+		resp := do(t, tc.method, svc.url+tc.path, tc.body, "Content-Type", "application/json")
+		assert.Equal(t, http.StatusServiceUnavailable, resp.code, "%s %s: %s", tc.method, tc.path, resp.body)
+		assert.Equal(t, "application/problem+json", resp.header.Get("Content-Type"))
+		assert.NotEmpty(t, resp.header.Get("Retry-After"))
+	}
+}
+
+func TestResubmit(t *testing.T) {
+	t.Run("ended", func(t *testing.T) {
+		svc := startService(t, 0, time.Second)
+		submit(t, svc.url, request(t, "doc-123", map[string]any{"simulate_failure": stepEmbedding}), "first")
+		doc := await(t, svc.url+"/process/document/doc-123/status", ended)
+		require.Equal(t, "failed", doc["status"])
+
+		// A new attempt, which succeeds this time.
+		submit(t, svc.url, request(t, "doc-123", nil), "second")
+		doc = await(t, svc.url+"/process/document/doc-123/status", ended)
+		assert.Equal(t, "success", doc["status"])
+		assert.InDelta(t, 2, doc["attempt"], 0)
+		assert.Nil(t, doc["error_details"])
+		assert.Equal(t, true, doc["vector_indexed"])
+		assert.InDelta(t, 1, doc["entities_extracted"], 0)
+	})
+	t.Run("running", func(t *testing.T) {
+		svc := startService(t, 100, 0) // steps of 30s and more: canceled at the end
+		submit(t, svc.url, request(t, "doc-123", nil), "")
+		body := mustJSON(request(t, "doc-123", nil))
+		resp := do(t, http.MethodPost, svc.url+"/process/document", []byte(body), "Content-Type", "application/json")
+		assert.Equal(t, http.StatusConflict, resp.code, "body: %s", resp.body)
+		assert.Contains(t, resp.object(t)["detail"], "/process/document/doc-123/status")
+	})
+}
+
+func TestShutdown(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		delayScale float64
+		timeout    time.Duration
+		want       store.Status
+	}{
+		{"drains", 0.2, 30 * time.Second, store.StatusSuccess}, // 0.6s of work
+		{"cancels", 100, 10 * time.Millisecond, store.StatusCanceled},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			svc := startService(t, tc.delayScale, tc.timeout)
+			resp := submit(t, svc.url, request(t, "doc-123", nil), "")
+
+			await(t, svc.url+resp["status_url"].(string), running)
+			svc.stop()
+
+			st := svc.get(t, "doc-123")
+			assert.Equal(t, tc.want, st.Status)
+			for _, s := range st.Steps {
+				assert.True(t, s.Status.Terminal(), "step %s is %s", s.Name, s.Status)
+			}
+			if tc.want == store.StatusCanceled {
+				assert.Equal(t, "pipeline: runner is shutting down", st.ErrorMessage)
+			}
+		})
+	}
+}
+
+// A shutdown ends the requests that wait for changes at once, rather than
+// waiting for them for the shutdown timeout.
+func TestShutdownEndsStreams(t *testing.T) {
+	svc := startService(t, 0, time.Minute)
+	require.NoError(t, svc.tracker.Create(t.Context(), "doc-pending", stepFileNode)) // never runs
+
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, svc.url+"/process/document/doc-pending/status", nil)
+	require.NoError(t, err)
+	req.Header.Set("Accept", "text/event-stream")
+	res, err := httpClient.Do(req)
+	require.NoError(t, err)
+	defer res.Body.Close()
+	events := bufio.NewScanner(res.Body)
+	for events.Scan() && !strings.HasPrefix(events.Text(), "data: ") {
+		// The stream is open once its first event has come.
+	}
+	require.NoError(t, events.Err())
+
+	start := time.Now()
+	svc.stop()
+	assert.Less(t, time.Since(start), 10*time.Second, "shutdown waited for the stream")
+	for events.Scan() {
+		// The stream ends.
+	}
+}
+
+func TestServerSentEvents(t *testing.T) {
+	svc := startService(t, 0.05, time.Second)
+	resp := submit(t, svc.url, request(t, "doc-123", nil), "abc-456-def")
+	r := do(t, http.MethodGet, svc.url+resp["status_url"].(string), nil, "Accept", "text/event-stream")
+	require.Equal(t, http.StatusOK, r.code)
+	assert.Equal(t, "text/event-stream", r.header.Get("Content-Type"))
+
+	// The stream ends after the final state.
+	var last string
+	for line := range strings.Lines(string(r.body)) {
+		if data, ok := strings.CutPrefix(line, "data: "); ok {
+			last = data
+		}
+	}
+	require.NotEmpty(t, last, "no event in %s", r.body)
+	assert.Contains(t, last, `"status":"success"`)
+	assert.Contains(t, last, `"document_id":"doc-123"`)
+	assert.Contains(t, last, `"correlation_id":"abc-456-def"`)
+}
+
+func TestCountEntities(t *testing.T) {
+	for _, tc := range []struct {
+		text string
+		want int
+	}{
+		{"", 0},
+		{"Document content", 1},
+		{"Alice met Bob. Alice left; bob stayed in Zürich (Switzerland).", 4},
+		{"all lower case", 0},
+		{"COVID-19 and GPT-4 and COVID-19", 2},
+	} {
+		assert.Equal(t, tc.want, countEntities(tc.text), "%q", tc.text)
+	}
+}
+
+func TestConnectionError(t *testing.T) {
+	err := fmt.Errorf("wrapped: %w", &ConnectionError{Op: "Vectorization"})
+	assert.Equal(t, "ConnectionError", exceptionType(err))
+	assert.Equal(t, "wrapped: Vectorization failed: Connection refused", err.Error())
+}
+
+func TestHandlerMethodNotAllowed(t *testing.T) {
+	mem, err := memstore.New()
+	require.NoError(t, err)
+	defer mem.Close()
+	s, err := newServer(mem, slog.New(slog.DiscardHandler), 0, time.Second)
+	require.NoError(t, err)
+	rec := httptest.NewRecorder()
+	s.handler(t.Context()).ServeHTTP(rec, httptest.NewRequestWithContext(t.Context(), http.MethodGet, "/process/document", nil))
+	assert.Equal(t, http.StatusMethodNotAllowed, rec.Code)
+	assert.NotEmpty(t, rec.Header().Get("X-Correlation-ID"))
+}
