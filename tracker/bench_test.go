@@ -113,7 +113,7 @@ func BenchmarkLifecycleParallel(b *testing.B) {
 	})
 }
 
-func BenchmarkGet(b *testing.B) {
+func BenchmarkTrackerGet(b *testing.B) {
 	tr := newBenchTracker(b)
 	ctx := context.Background()
 	require.NoError(b, lifecycle(ctx, tr, "doc"))

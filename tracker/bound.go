@@ -6,26 +6,20 @@ import (
 	"time"
 )
 
-// bound returns ctx limited to the Tracker's timeout, and the time to
-// record for the call, in UTC, from the Tracker's clock. Call the
-// context's stop method when the call is done.
+// bound returns ctx limited to the Tracker's timeout. Call its stop method
+// when the call is done.
 //
 // context.WithTimeout arms a timer on every call, which costs more than a
 // whole in-memory transition. The context returned here arms one only
 // when the store waits on Done, which stores that block (on a network, say)
 // do and in-memory stores never need to: its Deadline and Err report the
 // bound either way.
-func (t *Tracker) bound(ctx context.Context) (*boundedContext, time.Time) {
-	wall := time.Now()
-	now := wall
-	if t.now != nil {
-		now = t.now()
-	}
-	deadline := wall.Add(t.timeout)
+func (t *Tracker) bound(ctx context.Context) *boundedContext {
+	deadline := time.Now().Add(t.timeout)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
 	}
-	return &boundedContext{parent: ctx, deadline: deadline}, now.UTC()
+	return &boundedContext{parent: ctx, deadline: deadline}
 }
 
 // boundedContext is its parent with a deadline, whose timer is made the

@@ -15,7 +15,7 @@ func TestBoundedContext(t *testing.T) {
 	tr := &Tracker{timeout: 20 * time.Millisecond}
 	parent := context.WithValue(context.Background(), key{}, "v")
 
-	ctx, _ := tr.bound(parent)
+	ctx := tr.bound(parent)
 	defer ctx.stop()
 	dl, ok := ctx.Deadline()
 	require.True(t, ok)
@@ -37,7 +37,7 @@ func TestBoundedContext(t *testing.T) {
 
 func TestBoundedContextWithoutDone(t *testing.T) {
 	tr := &Tracker{timeout: time.Nanosecond}
-	ctx, _ := tr.bound(context.Background())
+	ctx := tr.bound(context.Background())
 	for ctx.Err() == nil { // a nanosecond passes
 	}
 	require.ErrorIs(t, ctx.Err(), context.DeadlineExceeded, "Err reports the deadline without a timer")
@@ -53,7 +53,7 @@ func TestBoundedContextWithoutDone(t *testing.T) {
 func TestBoundedContextParentCanceled(t *testing.T) {
 	tr := &Tracker{timeout: time.Hour}
 	parent, cancel := context.WithCancel(context.Background())
-	ctx, _ := tr.bound(parent)
+	ctx := tr.bound(parent)
 	defer ctx.stop()
 	done := ctx.Done()
 	cancel()
@@ -61,7 +61,7 @@ func TestBoundedContextParentCanceled(t *testing.T) {
 	require.ErrorIs(t, ctx.Err(), context.Canceled)
 
 	parent2, cancel2 := context.WithCancel(context.Background())
-	ctx2, _ := tr.bound(parent2)
+	ctx2 := tr.bound(parent2)
 	defer ctx2.stop()
 	cancel2()
 	require.ErrorIs(t, ctx2.Err(), context.Canceled, "Err sees the parent's end without a timer")
@@ -71,7 +71,7 @@ func TestBoundKeepsEarlierDeadline(t *testing.T) {
 	tr := &Tracker{timeout: time.Hour}
 	parent, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	ctx, _ := tr.bound(parent)
+	ctx := tr.bound(parent)
 	defer ctx.stop()
 	want, _ := parent.Deadline()
 	got, _ := ctx.Deadline()

@@ -1,6 +1,7 @@
 package tracker
 
 import (
+	"context"
 	"hash/maphash"
 	"sync"
 
@@ -29,11 +30,11 @@ type cacheShard struct {
 }
 
 type cacheEntry struct {
-	users int // callers holding or waiting for mu; guarded by cacheShard.mu
+	users int // callers holding or waiting for the entry; guarded by cacheShard.mu
 
-	mu    sync.Mutex
-	st    store.State // the latest state written or read; guarded by mu
-	valid bool        // whether st may be used without reading the store
+	held  chan struct{} // holds a value while a caller holds the entry
+	st    store.State   // the latest state written or read; guarded by held
+	valid bool          // whether st may be used without reading the store
 }
 
 func newCache() *cache {
@@ -48,19 +49,31 @@ func (c *cache) shard(id string) *cacheShard {
 	return &c.shards[maphash.String(c.seed, id)%cacheShards]
 }
 
-// lock returns the entry of id, locked.
-func (c *cache) lock(id string) *cacheEntry {
+// lock returns the entry of id once the caller holds it, or ctx's error
+// if ctx ends first: waiting for other writers of the task counts against
+// the call's timeout.
+func (c *cache) lock(ctx context.Context, id string) (*cacheEntry, error) {
 	sh := c.shard(id)
 	sh.mu.Lock()
 	e := sh.entries[id]
 	if e == nil {
-		e = &cacheEntry{}
+		e = &cacheEntry{held: make(chan struct{}, 1)}
 		sh.entries[id] = e
 	}
 	e.users++
 	sh.mu.Unlock()
-	e.mu.Lock()
-	return e
+	select {
+	case e.held <- struct{}{}:
+		return e, nil
+	default:
+	}
+	select {
+	case e.held <- struct{}{}:
+		return e, nil
+	case <-ctx.Done():
+		c.release(sh, id, e, false)
+		return nil, ctx.Err()
+	}
 }
 
 // unlock releases e and forgets it when no caller needs it and its state is
@@ -68,8 +81,12 @@ func (c *cache) lock(id string) *cacheEntry {
 // the cache's size.
 func (c *cache) unlock(id string, e *cacheEntry) {
 	keep := e.valid && !e.st.Status.Terminal()
-	e.mu.Unlock()
-	sh := c.shard(id)
+	<-e.held
+	c.release(c.shard(id), id, e, keep)
+}
+
+// release ends a caller's use of e.
+func (c *cache) release(sh *cacheShard, id string, e *cacheEntry, keep bool) {
 	sh.mu.Lock()
 	e.users--
 	if e.users == 0 && (!keep || len(sh.entries) > maxCached/cacheShards) {

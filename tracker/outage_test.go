@@ -131,3 +131,40 @@ func TestStoreDownIsReportedAndWorkGoesOn(t *testing.T) {
 	assert.Equal(t, store.StepSkipped, a.Status, "a step whose success was never recorded was pending, and is skipped when the task ends")
 	assert.Equal(t, store.StatusSuccess, st.Status)
 }
+
+// stuckStore blocks every Put until release is closed, whatever the
+// context says: a store that does not honour deadlines.
+type stuckStore struct {
+	store.Store
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (s *stuckStore) Put(ctx context.Context, st store.State, ttl time.Duration) error {
+	s.entered <- struct{}{}
+	<-s.release
+	return s.Store.Put(ctx, st, ttl)
+}
+
+// TestWaitingForAnotherWriterIsBounded shows that a call queued behind
+// another writer of the same task gives up when its own time runs out,
+// even while that writer is stuck.
+func TestWaitingForAnotherWriterIsBounded(t *testing.T) {
+	f := newFixture(t)
+	running(f.tr, "doc")
+	stuck := &stuckStore{Store: f.store, entered: make(chan struct{}, 1), release: make(chan struct{})}
+	tr, err := tracker.New(stuck, tracker.WithErrorHandler(func(context.Context, error) {}))
+	require.NoError(t, err)
+
+	first := make(chan error, 1)
+	go func() { first <- tr.StartStep(context.Background(), "doc", "a") }()
+	<-stuck.entered // the first writer holds the task, stuck in the store
+
+	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
+	defer cancel()
+	err = tr.StartStep(ctx, "doc", "b")
+	require.ErrorIs(t, err, context.DeadlineExceeded, "the second writer gives up at its deadline")
+
+	close(stuck.release)
+	require.NoError(t, <-first)
+}

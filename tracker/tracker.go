@@ -1,6 +1,7 @@
 package tracker
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -78,8 +79,9 @@ func WithTimeout(d time.Duration) Option {
 
 // WithErrorHandler sets the function told of every error a call returns,
 // with the call's context. It runs on the caller's goroutine and must not
-// block for long. The default logs the error with [slog.Default] at level
-// Error.
+// block for long. The default logs the error with [slog.Default]: at level
+// Warn when the tracker refused a change (ErrTerminal, ErrInvalidTransition,
+// ErrExists), at level Error otherwise.
 func WithErrorHandler(h func(ctx context.Context, err error)) Option {
 	return func(t *Tracker) error {
 		if h == nil {
@@ -137,7 +139,18 @@ func logError(ctx context.Context, err error) {
 	if id := CorrelationID(ctx); id != "" {
 		attrs = append(attrs, slog.String("correlation_id", id))
 	}
-	slog.Default().ErrorContext(ctx, "taskstatus: tracking failed", attrs...)
+	level := slog.LevelError
+	if refusal(err) {
+		level = slog.LevelWarn
+	}
+	slog.Default().Log(ctx, level, "taskstatus: tracking failed", attrs...)
+}
+
+// refusal reports whether err is the tracker refusing a change that breaks
+// the state machine, rather than the store failing.
+func refusal(err error) bool {
+	return errors.Is(err, store.ErrTerminal) || errors.Is(err, store.ErrInvalidTransition) ||
+		errors.Is(err, store.ErrExists)
 }
 
 // fail wraps a non-nil err as an *Error and reports it to the handler.
@@ -158,9 +171,12 @@ func (t *Tracker) write(ctx context.Context, id string, changes []Change) error 
 	if err := store.ValidateID(id); err != nil {
 		return err
 	}
-	bctx, now := t.bound(ctx)
+	bctx := t.bound(ctx)
 	defer bctx.stop()
-	e := t.cache.lock(id)
+	e, err := t.cache.lock(bctx, id)
+	if err != nil {
+		return t.timedOut(ctx, bctx, err)
+	}
 	defer t.cache.unlock(id, e)
 	for {
 		cur := e.st
@@ -171,6 +187,7 @@ func (t *Tracker) write(ctx context.Context, id string, changes []Change) error 
 			}
 			e.st, e.valid = cur, true
 		}
+		now := t.clock()
 		next := cur
 		for i := range changes {
 			var err error
@@ -179,6 +196,10 @@ func (t *Tracker) write(ctx context.Context, id string, changes []Change) error 
 					err = fmt.Errorf("%s: %w", changeOps[changes[i].kind], err)
 				}
 				return err
+			}
+			if changes[i].kind == retried {
+				// A new attempt belongs to the request that asked for it.
+				next.CorrelationID = cmp.Or(CorrelationID(ctx), next.CorrelationID)
 			}
 		}
 		t.stamp(ctx, &next, now)
@@ -193,6 +214,16 @@ func (t *Tracker) write(ctx context.Context, id string, changes []Change) error 
 			return t.timedOut(ctx, bctx, err)
 		}
 	}
+}
+
+// clock returns the time to record, in UTC. A writer reads it once it holds
+// the task, and again after a conflict, so that the times it records
+// follow the versions.
+func (t *Tracker) clock() time.Time {
+	if t.now == nil {
+		return time.Now().UTC()
+	}
+	return t.now().UTC()
 }
 
 // stamp sets the fields every write updates.
@@ -228,8 +259,7 @@ func (t *Tracker) create(ctx context.Context, id string, steps []string) error {
 	if err := store.ValidateID(id); err != nil {
 		return err
 	}
-	bctx, now := t.bound(ctx)
-	defer bctx.stop()
+	now := t.clock()
 	st := store.State{
 		ID:        id,
 		Status:    store.StatusPending,
@@ -242,9 +272,14 @@ func (t *Tracker) create(ctx context.Context, id string, steps []string) error {
 	}
 	t.stamp(ctx, &st, now)
 
-	e := t.cache.lock(id)
+	bctx := t.bound(ctx)
+	defer bctx.stop()
+	e, err := t.cache.lock(bctx, id)
+	if err != nil {
+		return t.timedOut(ctx, bctx, err)
+	}
 	defer t.cache.unlock(id, e)
-	err := t.store.Put(bctx, st, t.ttl)
+	err = t.store.Put(bctx, st, t.ttl)
 	if err != nil {
 		e.valid = false
 		if errors.Is(err, store.ErrConflict) {
@@ -263,7 +298,7 @@ func (t *Tracker) Get(ctx context.Context, id string) (store.State, error) {
 	if err := store.ValidateID(id); err != nil {
 		return store.State{}, &Error{Op: "get", ID: id, Err: err}
 	}
-	bctx, _ := t.bound(ctx)
+	bctx := t.bound(ctx)
 	defer bctx.stop()
 	st, err := t.store.Get(bctx, id)
 	if err != nil {
@@ -281,9 +316,12 @@ func (t *Tracker) delete(ctx context.Context, id string) error {
 	if err := store.ValidateID(id); err != nil {
 		return err
 	}
-	bctx, _ := t.bound(ctx)
+	bctx := t.bound(ctx)
 	defer bctx.stop()
-	e := t.cache.lock(id)
+	e, err := t.cache.lock(bctx, id)
+	if err != nil {
+		return t.timedOut(ctx, bctx, err)
+	}
 	defer t.cache.unlock(id, e)
 	e.valid = false
 	return t.timedOut(ctx, bctx, t.store.Delete(bctx, id))

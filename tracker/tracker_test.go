@@ -632,3 +632,15 @@ func TestApplyRefusesInvalidChanges(t *testing.T) {
 	a, _ := f.get(t, "doc").Step("a")
 	assert.Equal(t, store.StepPending, a.Status, "nothing was applied")
 }
+
+func TestRetryTakesTheNewCorrelationID(t *testing.T) {
+	f := newFixture(t)
+	ctx := tracker.ContextWithCorrelationID(t.Context(), "first")
+	require.NoError(t, f.tr.Create(ctx, "doc"))
+	require.NoError(t, f.tr.Cancel(ctx, "doc", nil))
+	require.NoError(t, f.tr.Retry(tracker.ContextWithCorrelationID(t.Context(), "second"), "doc"))
+	assert.Equal(t, "second", f.get(t, "doc").CorrelationID, "a new attempt belongs to the request that asked for it")
+	require.NoError(t, f.tr.Cancel(t.Context(), "doc", nil))
+	require.NoError(t, f.tr.Retry(t.Context(), "doc"))
+	assert.Equal(t, "second", f.get(t, "doc").CorrelationID, "without a new one, the id is kept")
+}

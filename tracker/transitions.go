@@ -329,8 +329,9 @@ func (t *Tracker) Heartbeat(ctx context.Context, id string) error {
 
 // Retry starts a new attempt of an ended task: it becomes pending again
 // with Attempt incremented, its steps pending, and its times (but
-// CreatedAt), error, progress and result fields cleared. A task that has
-// not ended is refused with [store.ErrInvalidTransition].
+// CreatedAt), error, progress and result fields cleared. It takes the
+// correlation id of ctx, if ctx has one. A task that has not ended is
+// refused with [store.ErrInvalidTransition].
 func (t *Tracker) Retry(ctx context.Context, id string) error {
 	return t.Apply(ctx, id, Change{kind: retried})
 }
