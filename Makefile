@@ -17,6 +17,7 @@ lint:
 		|| go install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION)
 	$(GOBIN)/golangci-lint run ./...
 
-# bench runs every benchmark with its baseline in the same run; see BENCHMARKS.md.
+# bench runs every benchmark with its baseline in the same run and prints
+# the ratios; see BENCHMARKS.md. COUNT=n sets the runs of each.
 bench:
-	go test -run '^$$' -bench . -benchmem -count 1 ./...
+	.ci/bench

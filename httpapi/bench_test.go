@@ -1,6 +1,7 @@
 package httpapi_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -173,4 +174,62 @@ func BenchmarkLongPollRelease(b *testing.B) {
 	}
 	b.ReportMetric(float64(worst)/float64(time.Millisecond), "max-release-ms")
 	b.ReportMetric(float64(median)/float64(time.Millisecond), "p50-release-ms")
+}
+
+// sseSink is the ResponseWriter of one event stream: each flushed event
+// counts one delivery on delivered.
+type sseSink struct {
+	header    http.Header
+	pending   []byte
+	delivered *sync.WaitGroup
+}
+
+func (s *sseSink) Header() http.Header { return s.header }
+
+func (s *sseSink) WriteHeader(int) {}
+
+func (s *sseSink) Write(p []byte) (int, error) {
+	s.pending = append(s.pending, p...)
+	return len(p), nil
+}
+
+func (s *sseSink) Flush() {
+	if bytes.HasPrefix(s.pending, []byte("id: ")) || bytes.Contains(s.pending, []byte("\nid: ")) {
+		s.delivered.Done()
+	}
+	s.pending = s.pending[:0]
+}
+
+// BenchmarkSSEFanOut measures one change of a task delivered to 1,000
+// event streams that follow it: ns/op is the time from the write until
+// the last stream has flushed the event, ns/delivery that per stream.
+func BenchmarkSSEFanOut(b *testing.B) {
+	const streams = 1000
+	f := newFixture(b)
+	f.running(b, "doc")
+	h := httpapi.StatusHandler(f.store, httpapi.WithMaxWatchers(streams), httpapi.WithHeartbeat(0))
+	var delivered, ended sync.WaitGroup
+	delivered.Add(streams) // the first event: the current state
+	for range streams {
+		req := statusRequest("doc", "")
+		req.Header.Set("Accept", "text/event-stream")
+		w := &sseSink{header: make(http.Header), delivered: &delivered}
+		ended.Go(func() { h.ServeHTTP(w, req) })
+	}
+	delivered.Wait()
+	f.store.waitFor(b, streams)
+
+	ctx := context.Background()
+	var done int64
+	for b.Loop() {
+		done++
+		delivered.Add(streams)
+		require.NoError(b, f.tr.SetProgress(ctx, "doc", store.Progress{Done: done}))
+		delivered.Wait()
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*streams), "ns/delivery")
+
+	delivered.Add(streams) // the terminal event ends every stream
+	require.NoError(b, f.tr.Succeed(ctx, "doc"))
+	ended.Wait()
 }
