@@ -4,6 +4,9 @@ GOBIN := $(shell go env GOPATH)/bin
 
 .PHONY: test race vet lint bench fuzz
 
+# FUZZTIME bounds each fuzz target of `make fuzz`.
+FUZZTIME ?= 30s
+
 test:
 	go test -race ./...
 
@@ -21,3 +24,11 @@ lint:
 # the ratios; see BENCHMARKS.md. COUNT=n sets the runs of each.
 bench:
 	.ci/bench
+
+# fuzz runs each fuzz target for FUZZTIME; `go test` runs their seed corpora
+# (testdata/fuzz) every time.
+fuzz:
+	go test -run '^$$' -fuzz '^FuzzValidateID$$' -fuzztime $(FUZZTIME) ./store/
+	go test -run '^$$' -fuzz '^FuzzDecodeState$$' -fuzztime $(FUZZTIME) ./redisstore/
+	go test -run '^$$' -fuzz '^FuzzCorrelationHandler$$' -fuzztime $(FUZZTIME) ./httpapi/
+	go test -run '^$$' -fuzz '^FuzzStatusQuery$$' -fuzztime $(FUZZTIME) ./httpapi/
