@@ -37,7 +37,8 @@ func BenchmarkPipelineOverheadPerStep(b *testing.B) {
 	}
 	p, err := pipeline.New(stages...)
 	require.NoError(b, err)
-	ctx := context.Background()
+	// A request's correlation id, as a service with CorrelationHandler has.
+	ctx := tracker.ContextWithCorrelationID(context.Background(), "c9a7f417-c2d2-48a3-802b-fa00e20dd207")
 
 	direct := func() error {
 		for range names {

@@ -116,9 +116,11 @@ func (r *run) begin() error {
 
 // record writes changes, after the changes carried, in one write.
 func (r *run) record(changes ...tracker.Change) error {
-	changes = append(r.carry, changes...)
-	r.carry = nil
-	return r.tr.Apply(r.rec, r.id, changes...)
+	r.carry = append(r.carry, changes...)
+	err := r.tr.Apply(r.rec, r.id, r.carry...)
+	clear(r.carry)
+	r.carry = r.carry[:0] // the array is reused for the next changes
+	return err
 }
 
 // runStage runs the steps of a stage, concurrently if there are several,
@@ -173,37 +175,40 @@ func required(f *failure) *failure {
 // succeeded, and an error if the run must not go on because the task had
 // started before this run started it.
 func (r *run) runStep(ctx context.Context, s *step, solo bool) (*failure, error) {
-	write := func(c tracker.Change) error {
-		if solo {
-			return r.record(c)
-		}
-		return r.tr.Apply(r.rec, r.id, c)
-	}
-	end := func(c tracker.Change) {
-		if solo {
-			r.carry = append(r.carry, c)
-		} else {
-			_ = write(c)
-		}
-	}
 	if err := r.dependencyFailed(s); err != nil {
 		r.steps[s.index].failed = true
-		end(tracker.StepFailed(s.name, err))
+		r.end(solo, tracker.StepFailed(s.name, err))
 		return &failure{step: s, err: err}, nil
 	}
-	if err := refused(write(tracker.StepStarted(s.name))); err != nil {
+	start := tracker.StepStarted(s.name)
+	var err error
+	if solo {
+		err = r.record(start)
+	} else {
+		err = r.tr.Apply(r.rec, r.id, start)
+	}
+	if err := refused(err); err != nil {
 		return nil, err
 	}
 	task := &r.steps[s.index].task
 	task.run = r
-	err := r.attempts(ctx, s, task)
-	if err == nil {
-		end(tracker.StepSucceeded(s.name))
-		return nil, nil
+	if err := r.attempts(ctx, s, task); err != nil {
+		r.steps[s.index].failed = true
+		r.end(solo, tracker.StepFailed(s.name, err))
+		return &failure{step: s, err: err, details: task.failureDetails()}, nil
 	}
-	r.steps[s.index].failed = true
-	end(tracker.StepFailed(s.name, err))
-	return &failure{step: s, err: err, details: task.failureDetails()}, nil
+	r.end(solo, tracker.StepSucceeded(s.name))
+	return nil, nil
+}
+
+// end records c, the end of a step: carried to the run's next write for a
+// step run alone, written at once for a step of a group.
+func (r *run) end(solo bool, c tracker.Change) {
+	if solo {
+		r.carry = append(r.carry, c)
+		return
+	}
+	_ = r.tr.Apply(r.rec, r.id, c)
 }
 
 // dependencyFailed returns the error of a step that cannot run because a

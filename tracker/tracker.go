@@ -168,6 +168,17 @@ func (t *Tracker) fail(ctx context.Context, op, id string, err error) error {
 // trip), re-reading after a conflict. A change that is refused refuses
 // them all; with several, its error names it.
 func (t *Tracker) write(ctx context.Context, id string, changes []Change) error {
+	if len(changes) == 0 {
+		return fmt.Errorf("%w: no change", store.ErrInvalidInput)
+	}
+	for _, c := range changes {
+		switch {
+		case c.err != nil:
+			return c.err
+		case c.kind == invalidChange:
+			return fmt.Errorf("%w: zero Change", store.ErrInvalidInput)
+		}
+	}
 	if err := store.ValidateID(id); err != nil {
 		return err
 	}
@@ -191,7 +202,7 @@ func (t *Tracker) write(ctx context.Context, id string, changes []Change) error 
 		next := cur
 		for i := range changes {
 			var err error
-			if next, err = changes[i].apply(next, now); err != nil {
+			if next, err = changes[i].apply(next, now, cur.Steps); err != nil {
 				if len(changes) > 1 {
 					err = fmt.Errorf("%s: %w", changeOps[changes[i].kind], err)
 				}
@@ -267,7 +278,7 @@ func (t *Tracker) create(ctx context.Context, id string, steps []string) error {
 		Attempt:   1,
 		Version:   1,
 	}
-	if err := planSteps(&st, steps); err != nil {
+	if err := planSteps(&st, steps, nil); err != nil {
 		return err
 	}
 	t.stamp(ctx, &st, now)

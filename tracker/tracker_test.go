@@ -644,3 +644,19 @@ func TestRetryTakesTheNewCorrelationID(t *testing.T) {
 	require.NoError(t, f.tr.Retry(t.Context(), "doc"))
 	assert.Equal(t, "second", f.get(t, "doc").CorrelationID, "without a new one, the id is kept")
 }
+
+// TestWritesNeverChangeAStateAlreadyRead checks that the tracker edits
+// copies: memstore hands out the state it holds, shared with its readers.
+func TestWritesNeverChangeAStateAlreadyRead(t *testing.T) {
+	f := newFixture(t)
+	ctx := t.Context()
+	running(f.tr, "doc")
+	require.NoError(t, f.tr.StartStep(ctx, "doc", "a"))
+	read, err := f.store.Get(ctx, "doc")
+	require.NoError(t, err)
+	before := read.Clone()
+
+	require.NoError(t, f.tr.Apply(ctx, "doc", tracker.StepSucceeded("a"), tracker.StepStarted("b"), tracker.StepStarted("c")))
+	require.NoError(t, f.tr.Fail(ctx, "doc", errors.New("boom"), nil))
+	require.True(t, before.Equal(read), "a write changed a state a reader holds:\nbefore %+v\nafter  %+v", before, read)
+}

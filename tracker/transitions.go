@@ -59,19 +59,11 @@ var changeOps = [...]string{
 // refused, none is made and its error is returned. It refuses the changes
 // that the methods named after them refuse, in the same cases.
 func (t *Tracker) Apply(ctx context.Context, id string, changes ...Change) error {
-	op := opName(changes)
-	if len(changes) == 0 {
-		return t.fail(ctx, op, id, fmt.Errorf("%w: no change", store.ErrInvalidInput))
+	err := t.write(ctx, id, changes)
+	if err != nil {
+		return t.fail(ctx, opName(changes), id, err)
 	}
-	for _, c := range changes {
-		switch {
-		case c.err != nil:
-			return t.fail(ctx, op, id, c.err)
-		case c.kind == invalidChange:
-			return t.fail(ctx, op, id, fmt.Errorf("%w: zero Change", store.ErrInvalidInput))
-		}
-	}
-	return t.fail(ctx, op, id, t.write(ctx, id, changes))
+	return nil
 }
 
 // opName names a call of Apply with changes, for its errors.
@@ -155,8 +147,10 @@ func Failed(err error, details map[string]any) Change {
 // marked skipped and steps still running failed.
 func Canceled(cause error) Change { return Change{kind: canceled, msg: message(cause, "canceled")} }
 
-// apply returns the state of task st after c.
-func (c *Change) apply(st store.State, now time.Time) (store.State, error) {
+// apply returns the state of task st after c. shared is the step list of
+// the stored state, which readers share: it is copied before a change
+// (see ownSteps), once per write.
+func (c *Change) apply(st store.State, now time.Time, shared []store.Step) (store.State, error) {
 	switch c.kind {
 	case started:
 		switch {
@@ -165,13 +159,13 @@ func (c *Change) apply(st store.State, now time.Time) (store.State, error) {
 		case st.Status != store.StatusPending:
 			return st, fmt.Errorf("%w: task is already %s", store.ErrInvalidTransition, st.Status)
 		}
-		if err := planSteps(&st, c.steps); err != nil {
+		if err := planSteps(&st, c.steps, shared); err != nil {
 			return st, err
 		}
 		st.Status, st.StartedAt = store.StatusRunning, now
 		return st, nil
 	case stepStarted, stepRetried, stepSucceeded, stepFailed, stepSkipped:
-		return c.applyStep(st, now)
+		return c.applyStep(st, now, shared)
 	case progressed, resultSet, heartbeat:
 		if st.Status.Terminal() {
 			return st, terminal(st.Status)
@@ -195,17 +189,17 @@ func (c *Change) apply(st store.State, now time.Time) (store.State, error) {
 		case st.Status != store.StatusRunning:
 			return st, fmt.Errorf("%w: task is %s, not running", store.ErrInvalidTransition, st.Status)
 		}
-		end(&st, store.StatusSuccess, now, "")
+		end(&st, store.StatusSuccess, now, "", shared)
 		return st, nil
 	case failed, canceled:
 		if st.Status.Terminal() {
 			return st, terminal(st.Status)
 		}
 		if c.kind == canceled {
-			end(&st, store.StatusCanceled, now, c.msg)
+			end(&st, store.StatusCanceled, now, c.msg, shared)
 			return st, nil
 		}
-		end(&st, store.StatusFailed, now, c.msg)
+		end(&st, store.StatusFailed, now, c.msg, shared)
 		st.ErrorDetails = c.details
 		return st, nil
 	case retried:
@@ -215,7 +209,7 @@ func (c *Change) apply(st store.State, now time.Time) (store.State, error) {
 }
 
 // applyStep returns the state of task st after a step change c.
-func (c *Change) applyStep(st store.State, now time.Time) (store.State, error) {
+func (c *Change) applyStep(st store.State, now time.Time, shared []store.Step) (store.State, error) {
 	s, i, err := openStep(&st, c.step)
 	if err != nil {
 		return st, err
@@ -241,7 +235,7 @@ func (c *Change) applyStep(st store.State, now time.Time) (store.State, error) {
 	case stepSkipped:
 		s.Status, s.CompletedAt = store.StepSkipped, now
 	}
-	putStep(&st, i, s)
+	putStep(&st, i, s, shared)
 	return st, nil
 }
 
@@ -350,16 +344,13 @@ func startTask(st *store.State, now time.Time) {
 
 // end makes st terminal and closes its open steps: pending ones are
 // skipped, running ones end as the task did (success, or failed with msg).
-func end(st *store.State, status store.Status, now time.Time, msg string) {
+func end(st *store.State, status store.Status, now time.Time, msg string, shared []store.Step) {
 	st.Status, st.CompletedAt, st.ErrorMessage = status, now, msg
-	shared := true
 	for i, s := range st.Steps {
 		if s.Status.Terminal() {
 			continue
 		}
-		if shared {
-			st.Steps, shared = slices.Clone(st.Steps), false
-		}
+		ownSteps(st, shared)
 		s.CompletedAt = now
 		switch {
 		case s.Status == store.StepPending:
@@ -397,19 +388,26 @@ func openStep(st *store.State, name string) (store.Step, int, error) {
 	return store.Step{Name: name, Status: store.StepPending}, -1, nil
 }
 
-// putStep sets step i of st, or appends s when i is -1, without changing
-// the slice st shared with the state it was copied from.
-func putStep(st *store.State, i int, s store.Step) {
+// putStep sets step i of st, or appends s when i is -1.
+func putStep(st *store.State, i int, s store.Step, shared []store.Step) {
+	ownSteps(st, shared)
 	if i < 0 {
-		st.Steps = append(slices.Clip(st.Steps), s)
+		st.Steps = append(st.Steps, s)
 		return
 	}
-	st.Steps = slices.Clone(st.Steps)
 	st.Steps[i] = s
 }
 
+// ownSteps makes st.Steps a copy of its own if it is still shared, the
+// stored state's step list, which readers hold and must never see change.
+func ownSteps(st *store.State, shared []store.Step) {
+	if cap(st.Steps) > 0 && cap(shared) > 0 && &st.Steps[:cap(st.Steps)][0] == &shared[:cap(shared)][0] {
+		st.Steps = slices.Clone(st.Steps)
+	}
+}
+
 // planSteps adds the named steps st does not have as pending, in order.
-func planSteps(st *store.State, names []string) error {
+func planSteps(st *store.State, names []string, shared []store.Step) error {
 	var added []store.Step
 	for _, name := range names {
 		if _, ok := st.Step(name); ok || slices.ContainsFunc(added, func(s store.Step) bool { return s.Name == name }) {
@@ -427,7 +425,8 @@ func planSteps(st *store.State, names []string) error {
 		return fmt.Errorf("%w: more than %d steps", store.ErrTooLarge, MaxSteps)
 	}
 	if len(added) > 0 {
-		st.Steps = slices.Concat(st.Steps, added)
+		ownSteps(st, shared)
+		st.Steps = append(st.Steps, added...)
 	}
 	return nil
 }
