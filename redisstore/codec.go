@@ -65,13 +65,33 @@ func decodeState(id string, fields map[string]string) (store.State, error) {
 	if err := st.Validate(); err != nil {
 		return store.State{}, fmt.Errorf("%w: %v", store.ErrCorrupt, err) //nolint:errorlint // corrupt data, not invalid input
 	}
-	return inUTC(st), nil
+	st = inUTC(st)
+	if err := checkYears(st); err != nil {
+		return store.State{}, err
+	}
+	return st, nil
+}
+
+// checkYears reports a time of st outside the years 0 to 9999 in UTC,
+// which JSON cannot encode: a state holding one could be read but never
+// written again.
+func checkYears(st store.State) error {
+	times := []time.Time{st.CreatedAt, st.StartedAt, st.UpdatedAt, st.CompletedAt, st.LeaseUntil}
+	for _, sp := range st.Steps {
+		times = append(times, sp.StartedAt, sp.CompletedAt)
+	}
+	for _, t := range times {
+		if y := t.Year(); y < 0 || y > 9999 {
+			return fmt.Errorf("%w: time %v is outside the years 0 to 9999", store.ErrCorrupt, t)
+		}
+	}
+	return nil
 }
 
 // inUTC returns st with every time in UTC. It copies st.Steps only if a
 // step's time is not already in UTC, so st keeps sharing memory otherwise.
 func inUTC(st store.State) store.State {
-	for _, t := range []*time.Time{&st.CreatedAt, &st.StartedAt, &st.UpdatedAt, &st.CompletedAt} {
+	for _, t := range []*time.Time{&st.CreatedAt, &st.StartedAt, &st.UpdatedAt, &st.CompletedAt, &st.LeaseUntil} {
 		*t = t.UTC()
 	}
 	copied := false

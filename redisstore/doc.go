@@ -91,8 +91,12 @@
 //
 // # Redis Cluster
 //
-// Nothing needs configuring: every script names all it touches in KEYS, and
-// those share the task's slot. Changes are published with PUBLISH, which a
+// Nothing needs configuring: every script touches one key, the task's
+// hash, and names it in KEYS. The task's channel is passed as an argument,
+// not as a key: naming it in KEYS would make the cluster refuse every write
+// to the task (TRYAGAIN) while its slot migrates. A write during a
+// migration is redirected by the client; one it gives up on reports
+// [store.ErrUnavailable]. Changes are published with PUBLISH, which a
 // Redis 7 cluster forwards to every node, so a watcher subscribed on any
 // node hears them. Sharded pub/sub (SPUBLISH), which would keep them on the
 // slot's shard, is not used: it needs Redis 7 and drops subscribers when a

@@ -15,8 +15,9 @@ import (
 
 // unavailablePrefixes are the server errors that mean Redis cannot answer
 // now but may soon: loading its data, a replica or a cluster without a
-// writable master, a slot being moved.
-var unavailablePrefixes = []string{"LOADING", "READONLY", "CLUSTERDOWN", "MASTERDOWN", "TRYAGAIN"}
+// writable master, a slot being moved (TRYAGAIN, and the MOVED or ASK
+// redirections the client gave up following).
+var unavailablePrefixes = []string{"LOADING", "READONLY", "CLUSTERDOWN", "MASTERDOWN", "TRYAGAIN", "MOVED", "ASK"}
 
 // classify returns the sentinel error of package store that err, returned
 // by the Redis client, stands for, or nil if none does. A canceled context

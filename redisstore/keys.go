@@ -1,10 +1,15 @@
 package redisstore
 
 // This file builds every Redis key and channel name the package uses. Each
-// name of a task carries the task id as a hash tag, "{id}", so that all of
-// them fall in one Redis Cluster slot and a script may touch them together.
-// store.ValidateID rejects ids containing '{' or '}', and WithPrefix rejects
-// such prefixes, so the tag is always the id.
+// name of a task carries the task id as a hash tag, "{id}", so that a
+// task's keys fall in one Redis Cluster slot. store.ValidateID rejects ids
+// containing '{' or '}', and WithPrefix rejects such prefixes, so the tag
+// is always the id.
+//
+// The scripts get the task's hash, their only key, in KEYS, and its
+// channel in ARGV: a channel is not a key, and naming it in KEYS would make
+// Redis Cluster refuse every write (TRYAGAIN) while the slot migrates, as
+// for a multi-key command whose keys are not all on one node.
 
 // DefaultPrefix is the prefix of every key when [WithPrefix] is not given.
 const DefaultPrefix = "taskstatus:"
@@ -18,11 +23,4 @@ func taskKey(prefix, id string) string {
 // published: "<prefix>{<id>}:events".
 func eventsChannel(prefix, id string) string {
 	return taskKey(prefix, id) + ":events"
-}
-
-// scriptKeys returns the KEYS of every script: the task's hash and its
-// channel. The channel is not a key, but passing it in KEYS keeps the rule
-// "every name a script uses is declared" and shows it shares the slot.
-func scriptKeys(prefix, id string) []string {
-	return []string{taskKey(prefix, id), eventsChannel(prefix, id)}
 }

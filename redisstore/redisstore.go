@@ -139,8 +139,9 @@ func (s *Store) Put(ctx context.Context, st store.State, ttl time.Duration) erro
 
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
-	err = putScript.Run(ctx, s.client, scriptKeys(s.prefix, st.ID),
-		st.Version, data, ms, putID, notice{ID: st.ID, Version: st.Version}.encode()).Err()
+	err = putScript.Run(ctx, s.client, []string{taskKey(s.prefix, st.ID)},
+		st.Version, data, ms, putID, notice{ID: st.ID, Version: st.Version}.encode(),
+		eventsChannel(s.prefix, st.ID)).Err()
 	if err != nil {
 		return wrap(fmt.Sprintf("put %q version %d", st.ID, st.Version), err)
 	}
@@ -155,7 +156,8 @@ func (s *Store) Delete(ctx context.Context, id string) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
-	if err := deleteScript.Run(ctx, s.client, scriptKeys(s.prefix, id), notice{ID: id}.encode()).Err(); err != nil {
+	if err := deleteScript.Run(ctx, s.client, []string{taskKey(s.prefix, id)},
+		notice{ID: id}.encode(), eventsChannel(s.prefix, id)).Err(); err != nil {
 		return wrap(fmt.Sprintf("delete %q", id), err)
 	}
 	return nil

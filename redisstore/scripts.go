@@ -19,12 +19,12 @@ import "github.com/redis/go-redis/v9"
 // CONFLICT.
 //
 // KEYS[1] -> <prefix>{<id>}, the task's hash
-// KEYS[2] -> <prefix>{<id>}:events, the channel of the task's changes
 // ARGV[1] -> the new version; the stored version must be ARGV[1]-1 (0: absent)
 // ARGV[2] -> the state's JSON
 // ARGV[3] -> time to live in milliseconds; "0" for none
 // ARGV[4] -> put_id, a random id of this Put call
 // ARGV[5] -> the change notification to publish
+// ARGV[6] -> <prefix>{<id>}:events, the channel of the task's changes
 //
 // Returns "OK", or an error reply "CONFLICT stored version is <n>" or
 // "CORRUPT <reason>" (such as a key that is not a hash).
@@ -55,7 +55,7 @@ if ARGV[3] == '0' then
 else
 	redis.call('PEXPIRE', KEYS[1], ARGV[3])
 end
-redis.call('PUBLISH', KEYS[2], ARGV[5])
+redis.call('PUBLISH', ARGV[6], ARGV[5])
 return redis.status_reply('OK')
 `)
 
@@ -63,13 +63,13 @@ return redis.status_reply('OK')
 // that watchers learn the task is gone.
 //
 // KEYS[1] -> <prefix>{<id>}, the task's hash
-// KEYS[2] -> <prefix>{<id>}:events, the channel of the task's changes
 // ARGV[1] -> the deletion notification to publish
+// ARGV[2] -> <prefix>{<id>}:events, the channel of the task's changes
 //
 // Returns "OK".
 var deleteScript = redis.NewScript(`
 if redis.call('DEL', KEYS[1]) == 1 then
-	redis.call('PUBLISH', KEYS[2], ARGV[1])
+	redis.call('PUBLISH', ARGV[2], ARGV[1])
 end
 return redis.status_reply('OK')
 `)

@@ -105,7 +105,7 @@ func encodeFields(cur map[string]json.RawMessage, fields map[string]any) (map[st
 	for k, v := range fields {
 		b, err := json.Marshal(v)
 		if err != nil {
-			return nil, fmt.Errorf("result field %q: %w", k, err)
+			return nil, fmt.Errorf("%w: result field %q: %w", store.ErrInvalidInput, k, err)
 		}
 		next[k] = b
 	}

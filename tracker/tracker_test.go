@@ -206,7 +206,7 @@ func TestRules(t *testing.T) {
 		}, store.ErrInvalidInput},
 		{"UnencodableResult", running, func(tr *tracker.Tracker, id string) error {
 			return tr.SetResult(ctx, id, map[string]any{"ch": make(chan int)})
-		}, nil},
+		}, store.ErrInvalidInput},
 		{"OversizedResult", running, func(tr *tracker.Tracker, id string) error {
 			return tr.SetResult(ctx, id, map[string]any{"blob": strings.Repeat("x", tracker.MaxFieldsSize)})
 		}, store.ErrTooLarge},

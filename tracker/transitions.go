@@ -123,8 +123,9 @@ func Progressed(p store.Progress) Change {
 
 // ResultSet merges fields into the task's result fields, such as
 // "entities_extracted" or "vector_indexed". Each value is recorded as JSON:
-// a value json.Marshal cannot encode, or fields whose encoded size would
-// exceed [MaxFieldsSize] ([store.ErrTooLarge]), are refused.
+// a value json.Marshal cannot encode ([store.ErrInvalidInput]), or fields
+// whose encoded size would exceed [MaxFieldsSize] ([store.ErrTooLarge]),
+// are refused.
 func ResultSet(fields map[string]any) Change { return Change{kind: resultSet, fields: fields} }
 
 // Succeeded ends a running task as success. Steps still pending are marked
