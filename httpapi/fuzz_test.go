@@ -1,0 +1,344 @@
+package httpapi_test
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/taskstatus/taskstatus/httpapi"
+	"github.com/taskstatus/taskstatus/memstore"
+	"github.com/taskstatus/taskstatus/store"
+	"github.com/taskstatus/taskstatus/tracker"
+)
+
+// fuzzUUID is the form of a correlation id the middleware makes.
+var fuzzUUID = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`)
+
+// FuzzCorrelationHandler sends the middleware any X-Correlation-ID and
+// X-Request-ID and checks what its doc promises: the id it echoes is
+// always valid (tracker.ValidCorrelationID), is the one the request's
+// context carries, is the request's X-Correlation-ID if valid, else its
+// X-Request-ID if valid, else a new UUID; and the request's headers are
+// left as they were.
+//
+// go test -run '^$' -fuzz '^FuzzCorrelationHandler$' ./httpapi searches for
+// more inputs than the seed corpus.
+func FuzzCorrelationHandler(f *testing.F) {
+	long := strings.Repeat("a", tracker.MaxCorrelationIDLen)
+	for _, seed := range []struct {
+		correlation, request string
+		hasCorrelation       bool
+		hasRequest           bool
+	}{
+		{"abc-456-def", "req-1", true, true},
+		{"", "req-1", false, true},
+		{"", "", false, false},
+		{"a b", "c d", true, true},
+		{"abc\r\nX-Evil: 1", "", true, false},
+		{long, "", true, false},
+		{long + "a", "req-2", true, true},
+		{"abç", "\x00", true, true},
+		{"~!", "\x7f", true, true},
+	} {
+		f.Add(seed.correlation, seed.request, seed.hasCorrelation, seed.hasRequest)
+	}
+	f.Fuzz(func(t *testing.T, correlation, request string, hasCorrelation, hasRequest bool) {
+		header := http.Header{}
+		if hasCorrelation {
+			header[http.CanonicalHeaderKey(httpapi.CorrelationIDHeader)] = []string{correlation}
+		}
+		if hasRequest {
+			header[http.CanonicalHeaderKey(httpapi.RequestIDHeader)] = []string{request}
+		}
+		sent := header.Clone()
+		var seen string
+		var headerKept bool
+		h := httpapi.CorrelationHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			seen = tracker.CorrelationID(r.Context())
+			headerKept = equalHeaders(r.Header, sent)
+			w.WriteHeader(http.StatusNoContent)
+		}))
+		req := httptest.NewRequestWithContext(context.Background(), http.MethodGet, "/", nil)
+		req.Header = header
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+
+		echoed := rec.Header().Values(httpapi.CorrelationIDHeader)
+		switch {
+		case rec.Code != http.StatusNoContent:
+			t.Fatalf("the middleware answered %d itself", rec.Code)
+		case len(echoed) != 1:
+			t.Fatalf("echoed %d correlation ids: %q", len(echoed), echoed)
+		case !tracker.ValidCorrelationID(echoed[0]):
+			t.Fatalf("echoed an invalid correlation id %q", echoed[0])
+		case seen != echoed[0]:
+			t.Fatalf("the context carries %q, the answer %q", seen, echoed[0])
+		case !headerKept:
+			t.Fatal("the request's headers were changed")
+		}
+		switch want := echoed[0]; {
+		case hasCorrelation && tracker.ValidCorrelationID(correlation):
+			if want != correlation {
+				t.Fatalf("echoed %q, want the request's X-Correlation-ID %q", want, correlation)
+			}
+		case hasRequest && tracker.ValidCorrelationID(request):
+			if want != request {
+				t.Fatalf("echoed %q, want the request's X-Request-ID %q", want, request)
+			}
+		case !fuzzUUID.MatchString(want):
+			t.Fatalf("echoed %q, want a new UUID", want)
+		}
+	})
+}
+
+func equalHeaders(a, b http.Header) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		w := b[k]
+		if len(v) != len(w) {
+			return false
+		}
+		for i := range v {
+			if v[i] != w[i] {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// FuzzStatusQuery sends the status handler, over a memstore, any task id,
+// query string, If-None-Match and Last-Event-ID, as a plain GET or asking
+// for an event stream, and checks the answer against the package doc:
+//
+//   - an invalid id, a malformed query, or an invalid wait or version
+//     parameter is answered 400; an unknown id 404; never a 5xx, since
+//     the store works;
+//   - otherwise an event stream is answered 204 if the task has ended and
+//     Last-Event-ID names its version or a later one, else 200 with
+//     text/event-stream; any other request 304 if If-None-Match names the
+//     task's version (RFC 9110 weak comparison, or "*"), else 200 with
+//     the document of the task's current version;
+//   - an error answer is a problem document of its status; every answer
+//     carries Cache-Control: no-store, and no header value holds CR or LF.
+//
+// go test -run '^$' -fuzz '^FuzzStatusQuery$' ./httpapi searches for more
+// inputs than the seed corpus.
+func FuzzStatusQuery(f *testing.F) {
+	mem, err := memstore.New()
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(func() { _ = mem.Close() })
+	tr, err := tracker.New(mem)
+	if err != nil {
+		f.Fatal(err)
+	}
+	ctx := context.Background()
+	for _, err := range []error{
+		tr.Create(ctx, "doc-1", "parse", "embed"),
+		tr.Start(ctx, "doc-1"),
+		tr.StartStep(ctx, "doc-1", "parse"),
+		tr.SetProgress(ctx, "doc-1", store.Progress{Done: 1, Total: 2, Message: "parsing"}),
+		tr.SetResult(ctx, "doc-1", map[string]any{"entities_extracted": 42}),
+		tr.Create(ctx, "done-1", "parse"),
+		tr.Start(ctx, "done-1"),
+		tr.Succeed(ctx, "done-1"),
+	} {
+		if err != nil {
+			f.Fatal(err)
+		}
+	}
+	tasks := make(map[string]store.State)
+	for _, id := range []string{"doc-1", "done-1"} {
+		if tasks[id], err = mem.Get(ctx, id); err != nil {
+			f.Fatal(err)
+		}
+	}
+	var internal []error
+	h := httpapi.StatusHandler(mem,
+		httpapi.WithMaxWait(5*time.Millisecond), // a long poll of doc-1 ends soon: it does not change
+		httpapi.WithHeartbeat(0),
+		httpapi.WithErrorHandler(func(_ context.Context, err error) { internal = append(internal, err) }))
+
+	for _, seed := range []struct {
+		id, query, ifNoneMatch, lastEventID string
+		stream                              bool
+	}{
+		{"doc-1", "", "", "", false},
+		{"doc-1", "wait=30s&version=5", "", "", false},
+		{"doc-1", "wait=30&version=5", `"v5"`, "", false},
+		{"doc-1", "", `W/"v5"`, "", false},
+		{"doc-1", "", `"v1", "v5"`, "", false},
+		{"doc-1", "", "*", "", false},
+		{"doc-1", "", `"v5`, "", false},
+		{"doc-1", "wait=soon", "", "", false},
+		{"doc-1", "wait=-1s", "", "", false},
+		{"doc-1", "wait=18446744073709551616", "", "", false},
+		{"doc-1", "wait=%zz", "", "", false},
+		{"doc-1", "wait=1s;version=5", "", "", false},
+		{"doc-1", "version=-1", "", "", false},
+		{"doc-1", "version=99999999999999999999", "", "", false},
+		{"doc-1", "version=+5&wait=", "", "", false},
+		{"done-1", "", "", "3", true},
+		{"done-1", "", "", "2", true},
+		{"done-1", "", "", "-1", true},
+		{"done-1", "", "", "99999999999999999999", true},
+		{"doc-1", "", "", "abc", true},
+		{"nope", "", "", "", false},
+		{"a{b}", "", "", "", false},
+		{"..", "", "", "", false},
+		{"", "", "", "", false},
+		{"\xff", "", "", "", false},
+	} {
+		f.Add(seed.id, seed.query, seed.ifNoneMatch, seed.lastEventID, seed.stream)
+	}
+
+	f.Fuzz(func(t *testing.T, id, rawQuery, ifNoneMatch, lastEventID string, stream bool) {
+		rctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		req := httptest.NewRequestWithContext(rctx, http.MethodGet, "/tasks/x/status", nil)
+		req.URL.RawQuery = rawQuery
+		req.SetPathValue(httpapi.DefaultPathValue, id)
+		if ifNoneMatch != "" {
+			req.Header["If-None-Match"] = []string{ifNoneMatch}
+		}
+		if lastEventID != "" {
+			req.Header["Last-Event-Id"] = []string{lastEventID}
+		}
+		if stream {
+			req.Header["Accept"] = []string{"text/event-stream"}
+		}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(hangUp{rec, cancel}, req)
+
+		if rec.Code >= 500 || len(internal) > 0 {
+			t.Fatalf("answered %d over a working store (errors %v): %s", rec.Code, internal, rec.Body)
+		}
+		for k, vs := range rec.Header() {
+			for _, v := range vs {
+				if strings.ContainsAny(v, "\r\n") {
+					t.Fatalf("header %s holds CR or LF: %q", k, v)
+				}
+			}
+		}
+		if got := rec.Header().Get("Cache-Control"); got != "no-store" {
+			t.Fatalf("answer %d has Cache-Control %q", rec.Code, got)
+		}
+
+		st, known := tasks[id]
+		var want int
+		switch {
+		case store.ValidateID(id) != nil, !validQuery(rawQuery):
+			want = http.StatusBadRequest
+		case !known:
+			want = http.StatusNotFound
+		case stream:
+			want = http.StatusOK
+			if st.Status.Terminal() && st.Version <= lastEventVersion(lastEventID) {
+				want = http.StatusNoContent
+			}
+		default:
+			want = http.StatusOK
+			if weakMatch(ifNoneMatch, `"v`+strconv.FormatInt(st.Version, 10)+`"`) {
+				want = http.StatusNotModified
+			}
+		}
+		if rec.Code != want {
+			t.Fatalf("answered %d, want %d: %s", rec.Code, want, rec.Body)
+		}
+		switch {
+		case want >= 400:
+			var p httpapi.Problem
+			if ct := rec.Header().Get("Content-Type"); ct != "application/problem+json" {
+				t.Fatalf("error answer %d has Content-Type %q", rec.Code, ct)
+			}
+			if err := json.Unmarshal(rec.Body.Bytes(), &p); err != nil || p.Status != want {
+				t.Fatalf("error answer %d is not its problem document (%v): %s", rec.Code, err, rec.Body)
+			}
+		case want == http.StatusOK && stream:
+			if ct := rec.Header().Get("Content-Type"); ct != "text/event-stream" {
+				t.Fatalf("an event stream has Content-Type %q", ct)
+			}
+		case want == http.StatusOK:
+			var doc struct {
+				Version int64 `json:"version"`
+			}
+			if err := json.Unmarshal(rec.Body.Bytes(), &doc); err != nil || doc.Version != st.Version {
+				t.Fatalf("the document (%v) is not of version %d: %s", err, st.Version, rec.Body)
+			}
+			if etag := rec.Header().Get("ETag"); etag != `"v`+strconv.FormatInt(st.Version, 10)+`"` {
+				t.Fatalf("ETag %q for version %d", etag, st.Version)
+			}
+		}
+	})
+}
+
+// hangUp is a client that goes away once it has been sent something: it
+// ends the request's context at the first flush, which ends an event
+// stream of a task that does not change after its first event.
+type hangUp struct {
+	*httptest.ResponseRecorder
+	cancel context.CancelFunc
+}
+
+func (h hangUp) Flush() {
+	h.ResponseRecorder.Flush()
+	h.cancel()
+}
+
+// validQuery reports whether a status request's query string is valid as
+// the package doc describes it: well formed, its wait (if not empty) a Go
+// duration that is not negative or a whole number of seconds, and its
+// version (if not empty) a whole number.
+func validQuery(raw string) bool {
+	if raw == "" {
+		return true
+	}
+	v, err := url.ParseQuery(raw)
+	if err != nil {
+		return false
+	}
+	if s := v.Get("wait"); s != "" && strings.Trim(s, "0123456789") != "" {
+		if d, err := time.ParseDuration(s); err != nil || d < 0 {
+			return false
+		}
+	}
+	if s := v.Get("version"); s != "" {
+		if n, err := strconv.ParseInt(s, 10, 64); err != nil || n < 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// lastEventVersion returns the version a Last-Event-ID names: a whole
+// number, or else none (0).
+func lastEventVersion(s string) int64 {
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n < 0 {
+		return 0
+	}
+	return n
+}
+
+// weakMatch reports whether the If-None-Match value list names tag, with
+// the weak comparison of RFC 9110: W/ is ignored, and "*" matches any.
+func weakMatch(list, tag string) bool {
+	for t := range strings.SplitSeq(list, ",") {
+		t = strings.TrimSpace(t)
+		if t == "*" || strings.TrimPrefix(t, "W/") == tag {
+			return true
+		}
+	}
+	return false
+}
