@@ -21,9 +21,14 @@
 //
 // # Sharing
 //
-// The store keeps the State given to Put as it is and hands the same State
-// to readers, without copying; this is what makes reads cheap. Callers
-// follow the [store.State] rule: treat states as read-only.
+// Put copies the steps of the State it is given into an array of the
+// store's own, which it overwrites on the next write of the task unless a
+// reader was handed it since; maps, which nobody changes in place, are kept
+// as they are. Get and Watch hand readers
+// the store's State without copying, which is what makes reads cheap;
+// readers follow the [store.State] rule: treat states as read-only. A
+// task written many times and seldom read so costs no allocation per
+// write.
 //
 // Call [Store.Close] to stop the sweep and close every watch channel.
 package memstore

@@ -56,6 +56,33 @@ type entry struct {
 	st       store.State
 	index    int // position in the shard's expiry heap
 	watchers map[*watcher]struct{}
+	// lent is set once st's steps have been handed to a reader (Get,
+	// Watch): the next write replaces them instead of overwriting them.
+	// It is atomic because Get sets it under the read lock.
+	lent atomic.Bool
+}
+
+// set makes st the entry's state. It copies st's steps, so the caller
+// keeps them, into the entry's own array, which it reuses unless a reader
+// holds it. The maps are kept as they are: nobody changes them in place.
+// The shard lock is held.
+func (e *entry) set(st store.State) {
+	steps := e.st.Steps
+	if e.lent.Swap(false) {
+		steps = nil
+	}
+	steps = append(steps[:0], st.Steps...)
+	e.st = st
+	e.st.Steps = steps
+}
+
+// lend returns the entry's state for a reader. The shard lock is held,
+// for reading at least.
+func (e *entry) lend() store.State {
+	if !e.lent.Load() {
+		e.lent.Store(true)
+	}
+	return e.st
 }
 
 // watcher is one Watch call. Its channel has room for one state; a send
@@ -155,13 +182,21 @@ func (s *Store) Len() int {
 
 // check reports why a call for id cannot proceed, if it cannot.
 func (s *Store) check(ctx context.Context, id string) error {
+	if err := s.ready(ctx); err != nil {
+		return err
+	}
+	if err := store.ValidateID(id); err != nil {
+		return fmt.Errorf("memstore: %w", err)
+	}
+	return nil
+}
+
+// ready reports why no call can proceed now, if none can.
+func (s *Store) ready(ctx context.Context) error {
 	if s.closed.Load() {
 		return errClosed
 	}
 	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("memstore: %w", err)
-	}
-	if err := store.ValidateID(id); err != nil {
 		return fmt.Errorf("memstore: %w", err)
 	}
 	return nil
@@ -191,7 +226,7 @@ func (s *Store) Get(ctx context.Context, id string) (store.State, error) {
 	e := sh.live(id, now)
 	var st store.State
 	if e != nil {
-		st = e.st
+		st = e.lend()
 	}
 	sh.mu.RUnlock()
 	if e == nil {
@@ -202,7 +237,7 @@ func (s *Store) Get(ctx context.Context, id string) (store.State, error) {
 
 // Put implements [store.Store].
 func (s *Store) Put(ctx context.Context, st store.State, ttl time.Duration) error {
-	if err := s.check(ctx, st.ID); err != nil {
+	if err := s.ready(ctx); err != nil {
 		return err
 	}
 	if err := st.Validate(); err != nil {
@@ -239,7 +274,7 @@ func (s *Store) Put(ctx context.Context, st store.State, ttl time.Duration) erro
 	} else {
 		sh.expiry.update(e.index, at)
 	}
-	e.st = st
+	e.set(st)
 	e.notify()
 	sh.mu.Unlock()
 
@@ -281,7 +316,7 @@ func (s *Store) Watch(ctx context.Context, id string) (<-chan store.State, error
 		sh.mu.Unlock()
 		return nil, fmt.Errorf("memstore: watch %q: %w", id, store.ErrNotFound)
 	}
-	w.ch <- e.st
+	w.ch <- e.lend()
 	if e.st.Status.Terminal() {
 		w.closed = true
 		close(w.ch)
@@ -321,7 +356,7 @@ func (e *entry) notify() {
 		case <-w.ch: // drop the unread older state
 		default:
 		}
-		w.ch <- e.st
+		w.ch <- e.lend()
 	}
 	if e.st.Status.Terminal() {
 		e.closeWatchers()

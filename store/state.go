@@ -68,8 +68,10 @@ func (s StepStatus) Terminal() bool {
 //
 // A State read from a Store or delivered by a Watcher may share its Steps,
 // ErrorDetails and Result with the store and with other readers: treat it as
-// read-only, and call [State.Clone] for a copy to modify. A State passed to
-// [Store.Put] belongs to the store from then on, for the same reason.
+// read-only, and call [State.Clone] for a copy to modify. [Store.Put] keeps
+// none of the Steps it is given. ErrorDetails and Result, maps of encoded
+// JSON values, are never changed in place, by anyone: a writer that changes
+// them makes a new map.
 //
 // Times are in UTC. The zero time means "not yet" (a pending task has no
 // StartedAt, an unfinished one no CompletedAt).

@@ -33,9 +33,10 @@ type Store interface {
 	//
 	// With ttl > 0 the task expires ttl after this write; with ttl <= 0 it
 	// does not expire. A successful Put is seen by every later Get and is
-	// delivered to watchers. The store keeps st as given, times to the
-	// millisecond at least and in UTC; the caller must not modify st's
-	// slices or maps afterwards.
+	// delivered to watchers. The store keeps st's times to the millisecond
+	// at least and in UTC. Put does not keep st.Steps: the caller may
+	// change it once Put returns. (ErrorDetails and Result are never
+	// changed in place, see State.)
 	Put(ctx context.Context, st State, ttl time.Duration) error
 
 	// Delete removes the task id. Deleting an unknown task is not an error.

@@ -12,10 +12,18 @@ import (
 // context.WithTimeout arms a timer on every call, which costs more than a
 // whole in-memory transition. The context returned here arms one only
 // when the store waits on Done, which stores that block (on a network, say)
-// do and in-memory stores never need to: its Deadline and Err report the
-// bound either way.
+// do and in-memory stores never need to. Its Deadline reports the bound
+// either way; its Err reports it once Done was asked for (until then the
+// channel that would say so does not exist, and reading the clock on every
+// Err would cost as much again). The tracker checks the deadline itself
+// between a store's answers.
 func (t *Tracker) bound(ctx context.Context) *boundedContext {
-	deadline := time.Now().Add(t.timeout)
+	return t.boundFrom(ctx, time.Now())
+}
+
+// boundFrom is bound for a call that started at start.
+func (t *Tracker) boundFrom(ctx context.Context, start time.Time) *boundedContext {
+	deadline := start.Add(t.timeout)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
 	}
@@ -60,13 +68,12 @@ func (c *boundedContext) Err() error {
 	case stopped:
 		return context.Canceled
 	}
-	if err := c.parent.Err(); err != nil {
-		return err
-	}
-	if !time.Now().Before(c.deadline) {
-		return context.DeadlineExceeded
-	}
-	return nil
+	return c.parent.Err()
+}
+
+// expired reports whether the deadline has passed.
+func (c *boundedContext) expired() bool {
+	return !time.Now().Before(c.deadline)
 }
 
 // Value looks values up in the timed context once there is one, so that

@@ -38,13 +38,23 @@ func TestBoundedContext(t *testing.T) {
 func TestBoundedContextWithoutDone(t *testing.T) {
 	tr := &Tracker{timeout: time.Nanosecond}
 	ctx := tr.bound(context.Background())
-	for ctx.Err() == nil { // a nanosecond passes
+	for !ctx.expired() { // a nanosecond passes
 	}
-	require.ErrorIs(t, ctx.Err(), context.DeadlineExceeded, "Err reports the deadline without a timer")
-	ctx.stop()
-	require.ErrorIs(t, ctx.Err(), context.Canceled)
+	require.NoError(t, ctx.Err(), "without Done there is no timer and Err reports only the parent")
 	select {
 	case <-ctx.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("Done after the deadline must close at once")
+	}
+	require.ErrorIs(t, ctx.Err(), context.DeadlineExceeded)
+	ctx.stop()
+	require.ErrorIs(t, ctx.Err(), context.DeadlineExceeded, "the first reason stays")
+
+	stopped := tr.bound(context.Background())
+	stopped.stop()
+	require.ErrorIs(t, stopped.Err(), context.Canceled)
+	select {
+	case <-stopped.Done():
 	default:
 		t.Fatal("Done after stop must be closed")
 	}

@@ -49,10 +49,9 @@ func (c *cache) shard(id string) *cacheShard {
 	return &c.shards[maphash.String(c.seed, id)%cacheShards]
 }
 
-// lock returns the entry of id once the caller holds it, or ctx's error
-// if ctx ends first: waiting for other writers of the task counts against
-// the call's timeout.
-func (c *cache) lock(ctx context.Context, id string) (*cacheEntry, error) {
+// tryLock returns the entry of id and whether the caller now holds it. If
+// not, the caller must call wait (or give up with release) before using it.
+func (c *cache) tryLock(id string) (*cacheEntry, bool) {
 	sh := c.shard(id)
 	sh.mu.Lock()
 	e := sh.entries[id]
@@ -64,16 +63,34 @@ func (c *cache) lock(ctx context.Context, id string) (*cacheEntry, error) {
 	sh.mu.Unlock()
 	select {
 	case e.held <- struct{}{}:
-		return e, nil
+		return e, true
 	default:
+		return e, false
 	}
+}
+
+// wait waits until the caller holds e, the entry of id, or returns ctx's
+// error if ctx ends first: waiting for other writers of the task counts
+// against the call's timeout.
+func (c *cache) wait(ctx context.Context, id string, e *cacheEntry) error {
 	select {
 	case e.held <- struct{}{}:
-		return e, nil
+		return nil
 	case <-ctx.Done():
-		c.release(sh, id, e, false)
-		return nil, ctx.Err()
+		c.release(c.shard(id), id, e, false)
+		return ctx.Err()
 	}
+}
+
+// lock returns the entry of id once the caller holds it, or ctx's error.
+func (c *cache) lock(ctx context.Context, id string) (*cacheEntry, error) {
+	e, held := c.tryLock(id)
+	if !held {
+		if err := c.wait(ctx, id, e); err != nil {
+			return nil, err
+		}
+	}
+	return e, nil
 }
 
 // unlock releases e and forgets it when no caller needs it and its state is

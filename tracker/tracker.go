@@ -182,27 +182,31 @@ func (t *Tracker) write(ctx context.Context, id string, changes []Change) error 
 	if err := store.ValidateID(id); err != nil {
 		return err
 	}
-	bctx := t.bound(ctx)
-	defer bctx.stop()
-	e, err := t.cache.lock(bctx, id)
+	bctx, e, now, err := t.hold(ctx, id)
 	if err != nil {
-		return t.timedOut(ctx, bctx, err)
+		return err
 	}
+	defer bctx.stop()
 	defer t.cache.unlock(id, e)
 	for {
-		cur := e.st
 		if !e.valid {
-			var err error
-			if cur, err = t.store.Get(bctx, id); err != nil {
+			cur, err := t.store.Get(bctx, id)
+			if err != nil {
 				return t.timedOut(ctx, bctx, err)
 			}
-			e.st, e.valid = cur, true
+			// A state read may be shared with other readers: the
+			// tracker edits a copy of its own. The time to record
+			// follows the state read, written by others.
+			e.st, e.valid = cur.Clone(), true
+			now = t.clock()
 		}
-		now := t.clock()
-		next := cur
+		// next shares e.st's steps, which the changes edit in place: the
+		// entry is valid again only once next is written.
+		version := e.st.Version
+		next := e.st
+		e.valid = false
 		for i := range changes {
-			var err error
-			if next, err = changes[i].apply(next, now, cur.Steps); err != nil {
+			if err := changes[i].apply(&next, now); err != nil {
 				if len(changes) > 1 {
 					err = fmt.Errorf("%s: %w", changeOps[changes[i].kind], err)
 				}
@@ -214,17 +218,43 @@ func (t *Tracker) write(ctx context.Context, id string, changes []Change) error 
 			}
 		}
 		t.stamp(ctx, &next, now)
-		next.Version = cur.Version + 1
+		next.Version = version + 1
 		err := t.store.Put(bctx, next, t.ttl)
 		if err == nil {
-			e.st = next
+			e.st, e.valid = next, true
 			return nil
 		}
-		e.valid = false
 		if !errors.Is(err, store.ErrConflict) {
 			return t.timedOut(ctx, bctx, err)
 		}
+		if bctx.expired() {
+			// Other writers keep winning: give up at the deadline.
+			return t.timedOut(ctx, bctx, fmt.Errorf("%w: %w", err, context.DeadlineExceeded))
+		}
 	}
+}
+
+// hold takes task id for a write: it returns the call's bounded context,
+// the task's cache entry, held, and the time to record, read once the
+// entry is held (and read again by the caller after reading the store). An
+// uncontended call reads the clock once for both the deadline and the
+// record.
+func (t *Tracker) hold(ctx context.Context, id string) (*boundedContext, *cacheEntry, time.Time, error) {
+	e, held := t.cache.tryLock(id)
+	if !held {
+		bctx := t.bound(ctx)
+		if err := t.cache.wait(bctx, id, e); err != nil {
+			bctx.stop()
+			return nil, nil, time.Time{}, t.timedOut(ctx, bctx, err)
+		}
+		return bctx, e, t.clock(), nil
+	}
+	wall := time.Now()
+	now := wall.UTC()
+	if t.now != nil {
+		now = t.now().UTC()
+	}
+	return t.boundFrom(ctx, wall), e, now, nil
 }
 
 // clock returns the time to record, in UTC. A writer reads it once it holds
@@ -251,8 +281,8 @@ func (t *Tracker) stamp(ctx context.Context, st *store.State, now time.Time) {
 
 // timedOut marks err as the store being unavailable when the call's own
 // timeout ended it while the caller's context was still live.
-func (t *Tracker) timedOut(ctx, bctx context.Context, err error) error {
-	if err != nil && ctx.Err() == nil && bctx.Err() != nil && !errors.Is(err, store.ErrUnavailable) {
+func (t *Tracker) timedOut(ctx context.Context, bctx *boundedContext, err error) error {
+	if err != nil && ctx.Err() == nil && bctx.expired() && !errors.Is(err, store.ErrUnavailable) {
 		return fmt.Errorf("%w: no answer within %v: %w", store.ErrUnavailable, t.timeout, err)
 	}
 	return err
@@ -278,7 +308,7 @@ func (t *Tracker) create(ctx context.Context, id string, steps []string) error {
 		Attempt:   1,
 		Version:   1,
 	}
-	if err := planSteps(&st, steps, nil); err != nil {
+	if err := planSteps(&st, steps); err != nil {
 		return err
 	}
 	t.stamp(ctx, &st, now)

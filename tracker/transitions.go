@@ -148,108 +148,106 @@ func Failed(err error, details map[string]any) Change {
 // marked skipped and steps still running failed.
 func Canceled(cause error) Change { return Change{kind: canceled, msg: message(cause, "canceled")} }
 
-// apply returns the state of task st after c. shared is the step list of
-// the stored state, which readers share: it is copied before a change
-// (see ownSteps), once per write.
-func (c *Change) apply(st store.State, now time.Time, shared []store.Step) (store.State, error) {
+// apply changes task st by c, in place: st is the tracker's own copy.
+func (c *Change) apply(st *store.State, now time.Time) error {
 	switch c.kind {
 	case started:
 		switch {
 		case st.Status.Terminal():
-			return st, terminal(st.Status)
+			return terminal(st.Status)
 		case st.Status != store.StatusPending:
-			return st, fmt.Errorf("%w: task is already %s", store.ErrInvalidTransition, st.Status)
+			return fmt.Errorf("%w: task is already %s", store.ErrInvalidTransition, st.Status)
 		}
-		if err := planSteps(&st, c.steps, shared); err != nil {
-			return st, err
+		if err := planSteps(st, c.steps); err != nil {
+			return err
 		}
 		st.Status, st.StartedAt = store.StatusRunning, now
-		return st, nil
+		return nil
 	case stepStarted, stepRetried, stepSucceeded, stepFailed, stepSkipped:
-		return c.applyStep(st, now, shared)
+		return c.applyStep(st, now)
 	case progressed, resultSet, heartbeat:
 		if st.Status.Terminal() {
-			return st, terminal(st.Status)
+			return terminal(st.Status)
 		}
 		switch c.kind {
 		case progressed:
-			startTask(&st, now)
+			startTask(st, now)
 			st.Progress = c.progress
 		case resultSet:
 			result, err := encodeFields(st.Result, c.fields)
 			if err != nil {
-				return st, err
+				return err
 			}
 			st.Result = result
 		}
-		return st, nil
+		return nil
 	case succeeded:
 		switch {
 		case st.Status.Terminal():
-			return st, terminal(st.Status)
+			return terminal(st.Status)
 		case st.Status != store.StatusRunning:
-			return st, fmt.Errorf("%w: task is %s, not running", store.ErrInvalidTransition, st.Status)
+			return fmt.Errorf("%w: task is %s, not running", store.ErrInvalidTransition, st.Status)
 		}
-		end(&st, store.StatusSuccess, now, "", shared)
-		return st, nil
+		end(st, store.StatusSuccess, now, "")
+		return nil
 	case failed, canceled:
 		if st.Status.Terminal() {
-			return st, terminal(st.Status)
+			return terminal(st.Status)
 		}
 		if c.kind == canceled {
-			end(&st, store.StatusCanceled, now, c.msg, shared)
-			return st, nil
+			end(st, store.StatusCanceled, now, c.msg)
+			return nil
 		}
-		end(&st, store.StatusFailed, now, c.msg, shared)
+		end(st, store.StatusFailed, now, c.msg)
 		st.ErrorDetails = c.details
-		return st, nil
+		return nil
 	case retried:
 		return retry(st)
 	}
-	return st, fmt.Errorf("%w: zero Change", store.ErrInvalidInput)
+	return fmt.Errorf("%w: zero Change", store.ErrInvalidInput)
 }
 
-// applyStep returns the state of task st after a step change c.
-func (c *Change) applyStep(st store.State, now time.Time, shared []store.Step) (store.State, error) {
-	s, i, err := openStep(&st, c.step)
+// applyStep changes task st by a step change c.
+func (c *Change) applyStep(st *store.State, now time.Time) error {
+	s, i, err := openStep(st, c.step)
 	if err != nil {
-		return st, err
+		return err
 	}
 	switch c.kind {
 	case stepStarted:
 		if s.Status == store.StepRunning {
-			return st, fmt.Errorf("%w: step %q is already running", store.ErrInvalidTransition, c.step)
+			return fmt.Errorf("%w: step %q is already running", store.ErrInvalidTransition, c.step)
 		}
 		s.Status, s.StartedAt, s.Attempt = store.StepRunning, now, 1
-		startTask(&st, now)
+		startTask(st, now)
 	case stepRetried:
 		if s.Status != store.StepRunning {
-			return st, fmt.Errorf("%w: step %q is %s, not running", store.ErrInvalidTransition, c.step, s.Status)
+			return fmt.Errorf("%w: step %q is %s, not running", store.ErrInvalidTransition, c.step, s.Status)
 		}
 		s.Attempt++
 		s.Error = c.msg
 	case stepSucceeded:
 		s.Status, s.CompletedAt, s.Error = store.StepSuccess, now, ""
-		startTask(&st, now)
+		startTask(st, now)
 	case stepFailed:
 		s.Status, s.CompletedAt, s.Error = store.StepFailed, now, c.msg
 	case stepSkipped:
 		s.Status, s.CompletedAt = store.StepSkipped, now
 	}
-	putStep(&st, i, s, shared)
-	return st, nil
+	putStep(st, i, s)
+	return nil
 }
 
-// retry returns st, ended, as the first state of a new attempt.
-func retry(st store.State) (store.State, error) {
+// retry makes st, ended, the first state of a new attempt.
+func retry(st *store.State) error {
 	if !st.Status.Terminal() {
-		return st, fmt.Errorf("%w: task is %s, not ended", store.ErrInvalidTransition, st.Status)
+		return fmt.Errorf("%w: task is %s, not ended", store.ErrInvalidTransition, st.Status)
 	}
 	steps := make([]store.Step, len(st.Steps))
 	for i, s := range st.Steps {
 		steps[i] = store.Step{Name: s.Name, Status: store.StepPending}
 	}
-	return store.State{
+	*st = store.State{
 		ID:            st.ID,
 		CorrelationID: st.CorrelationID,
 		Status:        store.StatusPending,
@@ -257,7 +255,8 @@ func retry(st store.State) (store.State, error) {
 		Steps:         steps,
 		Attempt:       st.Attempt + 1,
 		Version:       st.Version,
-	}, nil
+	}
+	return nil
 }
 
 // Start is Apply with [Started].
@@ -345,13 +344,12 @@ func startTask(st *store.State, now time.Time) {
 
 // end makes st terminal and closes its open steps: pending ones are
 // skipped, running ones end as the task did (success, or failed with msg).
-func end(st *store.State, status store.Status, now time.Time, msg string, shared []store.Step) {
+func end(st *store.State, status store.Status, now time.Time, msg string) {
 	st.Status, st.CompletedAt, st.ErrorMessage = status, now, msg
 	for i, s := range st.Steps {
 		if s.Status.Terminal() {
 			continue
 		}
-		ownSteps(st, shared)
 		s.CompletedAt = now
 		switch {
 		case s.Status == store.StepPending:
@@ -390,8 +388,7 @@ func openStep(st *store.State, name string) (store.Step, int, error) {
 }
 
 // putStep sets step i of st, or appends s when i is -1.
-func putStep(st *store.State, i int, s store.Step, shared []store.Step) {
-	ownSteps(st, shared)
+func putStep(st *store.State, i int, s store.Step) {
 	if i < 0 {
 		st.Steps = append(st.Steps, s)
 		return
@@ -399,16 +396,8 @@ func putStep(st *store.State, i int, s store.Step, shared []store.Step) {
 	st.Steps[i] = s
 }
 
-// ownSteps makes st.Steps a copy of its own if it is still shared, the
-// stored state's step list, which readers hold and must never see change.
-func ownSteps(st *store.State, shared []store.Step) {
-	if cap(st.Steps) > 0 && cap(shared) > 0 && &st.Steps[:cap(st.Steps)][0] == &shared[:cap(shared)][0] {
-		st.Steps = slices.Clone(st.Steps)
-	}
-}
-
 // planSteps adds the named steps st does not have as pending, in order.
-func planSteps(st *store.State, names []string, shared []store.Step) error {
+func planSteps(st *store.State, names []string) error {
 	var added []store.Step
 	for _, name := range names {
 		if _, ok := st.Step(name); ok || slices.ContainsFunc(added, func(s store.Step) bool { return s.Name == name }) {
@@ -425,9 +414,6 @@ func planSteps(st *store.State, names []string, shared []store.Step) error {
 	if len(st.Steps)+len(added) > MaxSteps {
 		return fmt.Errorf("%w: more than %d steps", store.ErrTooLarge, MaxSteps)
 	}
-	if len(added) > 0 {
-		ownSteps(st, shared)
-		st.Steps = append(st.Steps, added...)
-	}
+	st.Steps = append(st.Steps, added...)
 	return nil
 }

@@ -68,6 +68,7 @@ func Run(t *testing.T, newFixture func(t *testing.T) Fixture) {
 		{"InvalidState", testInvalidState},
 		{"LargeValues", testLargeValues},
 		{"ReadIsolation", testReadIsolation},
+		{"PutKeepsNoMemory", testPutKeepsNoMemory},
 		{"CanceledContext", testCanceledContext},
 		{"WatchUnknown", watchTest(testWatchUnknown)},
 		{"WatchInOrder", watchTest(testWatchInOrder)},
@@ -389,6 +390,33 @@ func testReadIsolation(t *testing.T, f Fixture, id string) {
 		s.Result["n"] = json.RawMessage(`2`)
 	}))
 	requireState(t, before, read, "a later write must not change a state already read")
+}
+
+// testPutKeepsNoMemory checks that a caller may change the steps of a State
+// it has written: the store keeps none of them.
+func testPutKeepsNoMemory(t *testing.T, f Fixture, id string) {
+	ctx := t.Context()
+	st := next(newState(id), func(s *store.State) {
+		s.Version = 1
+		s.Steps = []store.Step{{Name: "a", Status: store.StepRunning}, {Name: "b", Status: store.StepPending}}
+	})
+	put(t, f.Store, st)
+	want := st.Clone()
+	st.Steps[0].Status = store.StepFailed
+	st.Steps = append(st.Steps[:1], store.Step{Name: "c", Status: store.StepSkipped})
+	got, err := f.Store.Get(ctx, id)
+	require.NoError(t, err)
+	requireState(t, want, got, "changing a state after Put must not change the stored task")
+
+	// The same again for a write that follows another (a store may
+	// reuse its memory then).
+	v2 := next(want, func(s *store.State) { s.Steps[0].Status = store.StepSuccess })
+	put(t, f.Store, v2)
+	want2 := v2.Clone()
+	v2.Steps[0].Status = store.StepSkipped
+	got, err = f.Store.Get(ctx, id)
+	require.NoError(t, err)
+	requireState(t, want2, got, "changing a state after Put must not change the stored task")
 }
 
 func testCanceledContext(t *testing.T, f Fixture, id string) {
