@@ -397,23 +397,23 @@ func putStep(st *store.State, i int, s store.Step) {
 }
 
 // planSteps adds the named steps st does not have as pending, in order.
+// It edits st in place: a caller that gets an error discards st.
 func planSteps(st *store.State, names []string) error {
-	var added []store.Step
+	grown := false
 	for _, name := range names {
-		if _, ok := st.Step(name); ok || slices.ContainsFunc(added, func(s store.Step) bool { return s.Name == name }) {
+		if _, ok := st.Step(name); ok {
 			continue
 		}
 		if err := checkStepName(name); err != nil {
 			return err
 		}
-		if added == nil {
-			added = make([]store.Step, 0, len(names))
+		if len(st.Steps) >= MaxSteps {
+			return fmt.Errorf("%w: more than %d steps", store.ErrTooLarge, MaxSteps)
 		}
-		added = append(added, store.Step{Name: name, Status: store.StepPending})
+		if !grown {
+			st.Steps, grown = slices.Grow(st.Steps, len(names)), true
+		}
+		st.Steps = append(st.Steps, store.Step{Name: name, Status: store.StepPending})
 	}
-	if len(st.Steps)+len(added) > MaxSteps {
-		return fmt.Errorf("%w: more than %d steps", store.ErrTooLarge, MaxSteps)
-	}
-	st.Steps = append(st.Steps, added...)
 	return nil
 }
