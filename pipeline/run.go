@@ -228,8 +228,7 @@ func (r *run) dependencyFailed(s *step) error {
 func (r *run) attempts(ctx context.Context, s *step, task *Task) error {
 	for n := 1; ; n++ {
 		err := call(ctx, s, task)
-		var panicked *PanicError
-		if err == nil || errors.As(err, &panicked) || n == s.attempts || ctx.Err() != nil {
+		if err == nil || n == s.attempts || ctx.Err() != nil || isPanic(err) {
 			return err
 		}
 		_ = r.tr.RetryStep(r.rec, r.id, s.name, err)
@@ -237,6 +236,12 @@ func (r *run) attempts(ctx context.Context, s *step, task *Task) error {
 			return err
 		}
 	}
+}
+
+// isPanic reports whether err is a step's panic, which is not retried.
+func isPanic(err error) bool {
+	_, ok := errors.AsType[*PanicError](err)
+	return ok
 }
 
 // call makes one attempt of a step, within the step's timeout, and turns a
