@@ -63,13 +63,32 @@
 //
 // # Watching
 //
-// [Store.Watch] subscribes to the task's channel, waits for the subscription
-// to be confirmed, and only then reads the task, so a change made after the
-// read is always announced. Notifications carry only the version: the
-// watcher re-reads the task for each newer one. After a lost connection it
-// resubscribes and re-reads; see [Store.Watch] for when it gives up. Keyspace
-// notifications are not used: they are often disabled, and a task that
-// expires is noticed by re-reading it when its time to live ends.
+// [Store.Watch] subscribes to the task's channel, waits for Redis to
+// confirm the subscription, and only then reads the task, so a change made
+// after the read is always announced. Notifications carry only the
+// version: the task is re-read for each newer one. Keyspace notifications
+// are not used: they are often disabled, and a task that expires is
+// noticed by re-reading it when its time to live ends.
+//
+// All the watches of a Store share one pub/sub connection (one go-redis
+// PubSub) and two goroutines: a receiver, which reads the connection, and a
+// subscriber, which sends SUBSCRIBE and UNSUBSCRIBE on it. A task's channel
+// is subscribed once however many watch the task, and unsubscribed when
+// its last watch ends; one read of the task after a notification serves
+// all its watchers, each of which is sent the state if it is newer than
+// the last it was sent. A watch's channel holds one state, which a newer
+// one replaces if the reader has not taken it, so a slow reader holds up
+// neither the connection nor the other watchers. A thousand event streams
+// on one instance thus use one Redis connection, not a thousand, and a
+// watch has no goroutine of its own.
+//
+// The connection is opened by the first watch and closed as soon as the
+// last one ends: a Store has no Close method, and holds nothing while
+// nothing is watched. After a lost connection go-redis reconnects and
+// subscribes again, and every watched task is re-read once Redis confirms
+// it; see [Store.Watch] for when watching gives up. On a Redis Cluster the
+// connection goes to one node, which hears every change (see Redis
+// Cluster below).
 //
 // # Errors
 //

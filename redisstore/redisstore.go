@@ -26,9 +26,10 @@ const DefaultTimeout = 2 * time.Second
 // Its methods are safe for concurrent use. The zero value is not usable:
 // call [New].
 type Store struct {
-	client  redis.UniversalClient
-	prefix  string
-	timeout time.Duration
+	client   redis.UniversalClient
+	prefix   string
+	timeout  time.Duration
+	watching watching // the watches' shared pub/sub connection (watch.go)
 }
 
 // Option configures a Store.
