@@ -90,11 +90,10 @@ func TestClientWait(t *testing.T) {
 		done <- err
 	}()
 	for i, step := range seedSteps {
-		f.store.waitFor(t, 1) // the client long-polls
+		f.store.waitStarted(t, i+1) // the client long-polls, again after each change
 		require.NoError(t, other.SucceedStep(t.Context(), "t", step), "step %d", i)
-		f.store.waitFor(t, 0)
 	}
-	f.store.waitFor(t, 1)
+	f.store.waitStarted(t, len(seedSteps)+1)
 	require.NoError(t, other.SetResult(t.Context(), "t", map[string]any{"vector_indexed": true}))
 	require.NoError(t, other.Succeed(t.Context(), "t"))
 	select {

@@ -128,6 +128,7 @@ type watchCounter struct {
 
 	mu       sync.Mutex
 	active   int
+	started  int           // watches ever started
 	changed  chan struct{} // closed and replaced on every change of active
 	deadline time.Time     // of the last watch's context
 }
@@ -144,6 +145,9 @@ func (c *watchCounter) Watch(ctx context.Context, id string) (<-chan store.State
 	deadline, _ := ctx.Deadline()
 	c.mu.Lock()
 	c.deadline = deadline
+	c.mu.Unlock()
+	c.mu.Lock()
+	c.started++
 	c.mu.Unlock()
 	c.add(1)
 	context.AfterFunc(ctx, func() { c.add(-1) })
@@ -165,21 +169,36 @@ func (c *watchCounter) add(d int) {
 	c.changed = make(chan struct{})
 }
 
-// waitFor waits until n watches are active.
+// waitFor waits until n watches are active. A count that is reached and
+// left again before waitFor looks may be missed: to follow a client that
+// watches again at once, use waitStarted.
 func (c *watchCounter) waitFor(t testing.TB, n int) {
+	t.Helper()
+	c.waitUntil(t, func() bool { return c.active == n }, "%d watches active, want %d", &c.active, n)
+}
+
+// waitStarted waits until n watches have been started in all, and the
+// last of them is active.
+func (c *watchCounter) waitStarted(t testing.TB, n int) {
+	t.Helper()
+	c.waitUntil(t, func() bool { return c.started >= n && c.active > 0 }, "%d watches started, want %d", &c.started, n)
+}
+
+// waitUntil waits until done, called with c.mu held, reports true.
+func (c *watchCounter) waitUntil(t testing.TB, done func() bool, format string, got *int, want int) {
 	t.Helper()
 	timeout := time.After(hangGuard)
 	for {
 		c.mu.Lock()
-		active, changed := c.active, c.changed
+		ok, changed, n := done(), c.changed, *got
 		c.mu.Unlock()
-		if active == n {
+		if ok {
 			return
 		}
 		select {
 		case <-changed:
 		case <-timeout:
-			t.Fatalf("%d watches active, want %d", active, n)
+			t.Fatalf(format, n, want)
 		}
 	}
 }
