@@ -137,34 +137,46 @@ func TestResentWriteSucceeds(t *testing.T) {
 // TestSilentServer checks that the store's timeout bounds a call to a
 // server that accepts connections but never answers.
 func TestSilentServer(t *testing.T) {
-	ln, err := new(net.ListenConfig).Listen(t.Context(), "tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	var conns sync.WaitGroup
-	accepted := make(chan net.Conn, 16)
-	conns.Go(func() {
-		defer close(accepted)
-		for {
-			cn, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			accepted <- cn // held open, never answered
-		}
-	})
-	t.Cleanup(func() {
-		_ = ln.Close()
-		conns.Wait()
-		for cn := range accepted {
-			_ = cn.Close()
-		}
-	})
+	addr := silentServer(t)
 
 	const timeout = 300 * time.Millisecond
-	s, err := redisstore.New(newClient(t, ln.Addr().String()), redisstore.WithTimeout(timeout))
+	s, err := redisstore.New(newClient(t, addr), redisstore.WithTimeout(timeout))
 	require.NoError(t, err)
 	start := time.Now()
 	_, err = s.Get(t.Context(), "doc-1")
 	require.ErrorIs(t, err, store.ErrUnavailable)
 	require.ErrorIs(t, err, context.DeadlineExceeded)
 	require.Less(t, time.Since(start), timeout+2*time.Second)
+}
+
+// silentServer returns the address of a server, closed when t ends, that
+// accepts connections and never answers on them.
+func silentServer(t *testing.T) string {
+	t.Helper()
+	ln, err := new(net.ListenConfig).Listen(t.Context(), "tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	var (
+		accepting sync.WaitGroup
+		mu        sync.Mutex
+		held      []net.Conn // open, never answered
+	)
+	accepting.Go(func() {
+		for {
+			cn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			held = append(held, cn)
+			mu.Unlock()
+		}
+	})
+	t.Cleanup(func() {
+		_ = ln.Close()
+		accepting.Wait()
+		for _, cn := range held {
+			_ = cn.Close()
+		}
+	})
+	return ln.Addr().String()
 }

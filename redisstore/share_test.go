@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
-	"net"
 	"sync"
 	"testing"
 	"time"
@@ -457,30 +456,10 @@ func TestWatchRefusedSubscribe(t *testing.T) {
 // within the store's timeout, and the connection and goroutines it opened
 // are freed at once, not after the client's own timeouts.
 func TestWatchSilentServer(t *testing.T) {
-	ln, err := new(net.ListenConfig).Listen(t.Context(), "tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	var conns sync.WaitGroup
-	accepted := make(chan net.Conn, 16)
-	conns.Go(func() {
-		defer close(accepted)
-		for {
-			cn, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			accepted <- cn // held open, never answered
-		}
-	})
-	t.Cleanup(func() {
-		_ = ln.Close()
-		conns.Wait()
-		for cn := range accepted {
-			_ = cn.Close()
-		}
-	})
+	addr := silentServer(t)
 
 	const timeout = 300 * time.Millisecond
-	c := newClient(t, ln.Addr().String())
+	c := newClient(t, addr)
 	s, err := redisstore.New(c, redisstore.WithTimeout(timeout))
 	require.NoError(t, err)
 	leaks := goleak.IgnoreCurrent()

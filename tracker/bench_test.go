@@ -82,30 +82,46 @@ func lifecycle(ctx context.Context, tr *tracker.Tracker, id string) error {
 	return tr.Succeed(ctx, id)
 }
 
-func BenchmarkLifecycle(b *testing.B) {
+func BenchmarkLifecycle(b *testing.B) { benchLifecycles(b, false) }
+
+// BenchmarkLifecycleParallel runs lifecycles of distinct tasks on every
+// core; compare its ns/op with BenchmarkLifecycle's for the speed-up.
+func BenchmarkLifecycleParallel(b *testing.B) { benchLifecyclesParallel(b, false) }
+
+// BenchmarkLifecycleSteady is BenchmarkLifecycle with each task deleted
+// once it ends, as expiry does for a store at its steady size: the heap
+// stays small, so the collector has little to mark.
+func BenchmarkLifecycleSteady(b *testing.B) { benchLifecycles(b, true) }
+
+// BenchmarkLifecycleSteadyParallel is BenchmarkLifecycleSteady on every
+// core.
+func BenchmarkLifecycleSteadyParallel(b *testing.B) { benchLifecyclesParallel(b, true) }
+
+// benchLifecycles records lifecycles of distinct tasks one after the other,
+// deleting each when it ends if steady.
+func benchLifecycles(b *testing.B, steady bool) {
 	tr := newBenchTracker(b)
 	ctx := context.Background()
 	b.ReportAllocs()
 	n := 0
 	for b.Loop() {
 		n++
-		if err := lifecycle(ctx, tr, strconv.Itoa(n)); err != nil {
+		if err := lifecycleOnce(ctx, tr, strconv.Itoa(n), steady); err != nil {
 			b.Fatal(err)
 		}
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*lifecycleTransitions), "ns/transition")
 }
 
-// BenchmarkLifecycleParallel runs lifecycles of distinct tasks on every
-// core; compare its ns/op with BenchmarkLifecycle's for the speed-up.
-func BenchmarkLifecycleParallel(b *testing.B) {
+// benchLifecyclesParallel is benchLifecycles on every core.
+func benchLifecyclesParallel(b *testing.B, steady bool) {
 	tr := newBenchTracker(b)
 	ctx := context.Background()
 	var n atomic.Int64
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			if err := lifecycle(ctx, tr, strconv.FormatInt(n.Add(1), 10)); err != nil {
+			if err := lifecycleOnce(ctx, tr, strconv.FormatInt(n.Add(1), 10), steady); err != nil {
 				b.Error(err)
 				return
 			}
@@ -113,46 +129,12 @@ func BenchmarkLifecycleParallel(b *testing.B) {
 	})
 }
 
-// BenchmarkLifecycleSteady is BenchmarkLifecycle with each task deleted
-// once it ends, as expiry does for a store at its steady size: the heap
-// stays small, so the collector has little to mark.
-func BenchmarkLifecycleSteady(b *testing.B) {
-	tr := newBenchTracker(b)
-	ctx := context.Background()
-	b.ReportAllocs()
-	n := 0
-	for b.Loop() {
-		n++
-		id := strconv.Itoa(n)
-		if err := lifecycle(ctx, tr, id); err != nil {
-			b.Fatal(err)
-		}
-		if err := tr.Delete(ctx, id); err != nil {
-			b.Fatal(err)
-		}
+// lifecycleOnce records the lifecycle of task id, then deletes it if steady.
+func lifecycleOnce(ctx context.Context, tr *tracker.Tracker, id string, steady bool) error {
+	if err := lifecycle(ctx, tr, id); err != nil || !steady {
+		return err
 	}
-}
-
-// BenchmarkLifecycleSteadyParallel is BenchmarkLifecycleSteady on every
-// core.
-func BenchmarkLifecycleSteadyParallel(b *testing.B) {
-	tr := newBenchTracker(b)
-	ctx := context.Background()
-	var n atomic.Int64
-	b.ReportAllocs()
-	b.RunParallel(func(pb *testing.PB) {
-		for pb.Next() {
-			id := strconv.FormatInt(n.Add(1), 10)
-			if err := lifecycle(ctx, tr, id); err != nil {
-				b.Error(err)
-				return
-			}
-			if err := tr.Delete(ctx, id); err != nil {
-				b.Error(err)
-				return
-			}
-		}
-	})
+	return tr.Delete(ctx, id)
 }
 
 func BenchmarkTrackerGet(b *testing.B) {
