@@ -6,7 +6,7 @@ package memstore
 type expiryHeap []expiryItem
 
 type expiryItem struct {
-	at int64 // expiry in Unix nanoseconds; math.MaxInt64 for never
+	at int64 // expiry on the store's clock (see Store.clock); math.MaxInt64 for never
 	e  *entry
 }
 

@@ -31,7 +31,8 @@ var errClosed = fmt.Errorf("memstore: closed: %w", store.ErrUnavailable)
 // Store is an in-memory [store.Store] and [store.Watcher]. Its methods are
 // safe for concurrent use. The zero value is not usable: call [New].
 type Store struct {
-	now      func() time.Time
+	now      func() time.Time // the clock of WithClock, or nil
+	start    time.Time        // when New was called, for the default clock
 	maxTasks int
 	sweep    time.Duration
 
@@ -98,7 +99,9 @@ type watcher struct {
 // Option configures a Store.
 type Option func(*Store) error
 
-// WithClock sets the clock that decides expiry. The default is time.Now.
+// WithClock sets the clock that decides expiry. The default is the
+// monotonic clock of time.Now, so that expiry follows elapsed time even if
+// the wall clock is set.
 func WithClock(now func() time.Time) Option {
 	return func(s *Store) error {
 		if now == nil {
@@ -136,7 +139,7 @@ func WithSweepInterval(d time.Duration) Option {
 // New returns an empty Store and starts its sweeper. Call Close to stop it.
 func New(opts ...Option) (*Store, error) {
 	s := &Store{
-		now:   time.Now,
+		start: time.Now(),
 		sweep: time.Second,
 		seed:  maphash.MakeSeed(),
 		stop:  make(chan struct{}),
@@ -202,6 +205,16 @@ func (s *Store) ready(ctx context.Context) error {
 	return nil
 }
 
+// clock returns the time that decides expiry, in nanoseconds: by default
+// on the monotonic clock since New, which wall-clock steps do not move and
+// which costs half as much to read; with WithClock, Unix time.
+func (s *Store) clock() int64 {
+	if s.now == nil {
+		return int64(time.Since(s.start))
+	}
+	return s.now().UnixNano()
+}
+
 func (s *Store) shard(id string) *shard {
 	return &s.shards[maphash.String(s.seed, id)%numShards]
 }
@@ -220,7 +233,7 @@ func (s *Store) Get(ctx context.Context, id string) (store.State, error) {
 	if err := s.check(ctx, id); err != nil {
 		return store.State{}, err
 	}
-	now := s.now().UnixNano()
+	now := s.clock()
 	sh := s.shard(id)
 	sh.mu.RLock()
 	e := sh.live(id, now)
@@ -243,7 +256,7 @@ func (s *Store) Put(ctx context.Context, st store.State, ttl time.Duration) erro
 	if err := st.Validate(); err != nil {
 		return fmt.Errorf("memstore: put: %w", err)
 	}
-	now := s.now().UnixNano()
+	now := s.clock()
 	at := int64(math.MaxInt64)
 	if ttl > 0 {
 		at = now + int64(ttl)
@@ -311,7 +324,7 @@ func (s *Store) Watch(ctx context.Context, id string) (<-chan store.State, error
 	sh := s.shard(id)
 	w := &watcher{ch: make(chan store.State, 1)}
 	sh.mu.Lock()
-	e := sh.live(id, s.now().UnixNano())
+	e := sh.live(id, s.clock())
 	if e == nil {
 		sh.mu.Unlock()
 		return nil, fmt.Errorf("memstore: watch %q: %w", id, store.ErrNotFound)
@@ -430,7 +443,7 @@ func (s *Store) sweepExpired() int {
 	for i := range s.shards {
 		sh := &s.shards[i]
 		for more := true; more; {
-			now := s.now().UnixNano()
+			now := s.clock()
 			sh.mu.Lock()
 			n := 0
 			for ; n < sweepBatch && len(sh.expiry) > 0 && sh.expiry[0].at <= now; n++ {
