@@ -30,5 +30,6 @@ bench:
 fuzz:
 	go test -run '^$$' -fuzz '^FuzzValidateID$$' -fuzztime $(FUZZTIME) ./store/
 	go test -run '^$$' -fuzz '^FuzzDecodeState$$' -fuzztime $(FUZZTIME) ./redisstore/
+	go test -run '^$$' -fuzz '^FuzzUnpack$$' -fuzztime $(FUZZTIME) ./memstore/
 	go test -run '^$$' -fuzz '^FuzzCorrelationHandler$$' -fuzztime $(FUZZTIME) ./httpapi/
 	go test -run '^$$' -fuzz '^FuzzStatusQuery$$' -fuzztime $(FUZZTIME) ./httpapi/

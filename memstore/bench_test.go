@@ -36,6 +36,26 @@ func BenchmarkGet(b *testing.B) {
 	}
 }
 
+// BenchmarkGetEnded measures Get of a finished 5-step task, which the
+// store keeps packed and unpacks for each reader.
+func BenchmarkGetEnded(b *testing.B) {
+	s, _ := newStore(b)
+	ctx := context.Background()
+	at := time.Date(2025, 11, 12, 10, 0, 0, 0, time.UTC)
+	st := store.State{ID: "doc", CorrelationID: "c9a7f417-c2d2-48a3-802b-fa00e20dd207", Status: store.StatusSuccess,
+		CreatedAt: at, StartedAt: at, UpdatedAt: at, CompletedAt: at, Attempt: 1, Version: 1}
+	for _, name := range steps {
+		st.Steps = append(st.Steps, store.Step{Name: name, Status: store.StepSuccess, StartedAt: at, CompletedAt: at, Attempt: 1})
+	}
+	require.NoError(b, s.Put(ctx, st, time.Hour))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := s.Get(ctx, "doc"); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
 // BenchmarkPut measures one compare-and-set write of a task, without the
 // tracker.
 func BenchmarkPut(b *testing.B) {

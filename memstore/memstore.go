@@ -50,11 +50,17 @@ type shard struct {
 	mu     sync.RWMutex
 	tasks  map[string]*entry
 	expiry expiryHeap
+	packed []byte // where ended tasks are packed, before their copy is kept
+	// spare is the steps array of a task that ended, for a new task.
+	spare []store.Step
 }
 
 // entry is one task held by a shard.
 type entry struct {
-	st       store.State
+	st store.State
+	// packed is the state of an ended task, packed (see pack.go); st then
+	// holds only the task's ID, Status and Version.
+	packed   string
 	index    int // position in the shard's expiry heap
 	watchers map[*watcher]struct{}
 	// lent is set once st's steps have been handed to a reader (Get,
@@ -63,27 +69,52 @@ type entry struct {
 	lent atomic.Bool
 }
 
-// set makes st the entry's state. It copies st's steps, so the caller
-// keeps them, into the entry's own array, which it reuses unless a reader
-// holds it. The maps are kept as they are: nobody changes them in place.
-// The shard lock is held.
-func (e *entry) set(st store.State) {
+// set makes st the state of e. It packs the state of an ended task.
+// Otherwise it copies st's steps, so the caller keeps them, into the
+// entry's own array, which it reuses unless a reader holds it; the maps are
+// kept as they are: nobody changes them in place. The shard lock is held.
+func (sh *shard) set(e *entry, st store.State) {
+	if st.Status.Terminal() {
+		sh.packed = pack(sh.packed[:0], &st)
+		e.packed = string(sh.packed)
+		if !e.lent.Swap(false) && cap(e.st.Steps) > cap(sh.spare) {
+			clear(e.st.Steps)
+			sh.spare = e.st.Steps[:0]
+		}
+		e.st = store.State{ID: st.ID, Status: st.Status, Version: st.Version}
+		return
+	}
+	e.packed = ""
 	steps := e.st.Steps
-	if e.lent.Swap(false) {
-		steps = nil
+	if e.lent.Swap(false) || steps == nil {
+		steps, sh.spare = sh.spare, nil
 	}
 	steps = append(steps[:0], st.Steps...)
 	e.st = st
 	e.st.Steps = steps
 }
 
-// lend returns the entry's state for a reader. The shard lock is held,
-// for reading at least.
-func (e *entry) lend() store.State {
+// view returns what a reader needs of the entry: its packed state if it
+// has one, else its state, lent. The shard lock is held, for reading at
+// least.
+func (e *entry) view() (st store.State, packed string) {
+	if e.packed != "" {
+		return store.State{}, e.packed
+	}
 	if !e.lent.Load() {
 		e.lent.Store(true)
 	}
-	return e.st
+	return e.st, ""
+}
+
+// state returns the entry's state for a reader. The shard lock is held,
+// for reading at least.
+func (e *entry) state() (store.State, error) {
+	st, packed := e.view()
+	if packed == "" {
+		return st, nil
+	}
+	return unpack(packed)
 }
 
 // watcher is one Watch call. Its channel has room for one state; a send
@@ -237,13 +268,23 @@ func (s *Store) Get(ctx context.Context, id string) (store.State, error) {
 	sh := s.shard(id)
 	sh.mu.RLock()
 	e := sh.live(id, now)
-	var st store.State
+	var (
+		st     store.State
+		packed string
+	)
 	if e != nil {
-		st = e.lend()
+		st, packed = e.view()
 	}
 	sh.mu.RUnlock()
 	if e == nil {
 		return store.State{}, fmt.Errorf("memstore: get %q: %w", id, store.ErrNotFound)
+	}
+	if packed != "" {
+		// Unpacking reads only the immutable packed string: no lock needed.
+		var err error
+		if st, err = unpack(packed); err != nil {
+			return store.State{}, fmt.Errorf("memstore: get %q: %w", id, err)
+		}
 	}
 	return st, nil
 }
@@ -287,7 +328,7 @@ func (s *Store) Put(ctx context.Context, st store.State, ttl time.Duration) erro
 	} else {
 		sh.expiry.update(e.index, at)
 	}
-	e.set(st)
+	sh.set(e, st)
 	e.notify()
 	sh.mu.Unlock()
 
@@ -329,7 +370,12 @@ func (s *Store) Watch(ctx context.Context, id string) (<-chan store.State, error
 		sh.mu.Unlock()
 		return nil, fmt.Errorf("memstore: watch %q: %w", id, store.ErrNotFound)
 	}
-	w.ch <- e.lend()
+	st, err := e.state()
+	if err != nil {
+		sh.mu.Unlock()
+		return nil, fmt.Errorf("memstore: watch %q: %w", id, err)
+	}
+	w.ch <- st
 	if e.st.Status.Terminal() {
 		w.closed = true
 		close(w.ch)
@@ -364,12 +410,20 @@ func (s *Store) Watch(ctx context.Context, id string) (<-chan store.State, error
 // notify hands the entry's state to its watchers and, if the task has
 // ended, closes them. The shard lock is held.
 func (e *entry) notify() {
+	if len(e.watchers) == 0 {
+		return
+	}
+	st, err := e.state()
+	if err != nil {
+		e.closeWatchers() // cannot happen: pack's output unpacks
+		return
+	}
 	for w := range e.watchers {
 		select {
 		case <-w.ch: // drop the unread older state
 		default:
 		}
-		w.ch <- e.lend()
+		w.ch <- st
 	}
 	if e.st.Status.Terminal() {
 		e.closeWatchers()

@@ -390,6 +390,20 @@ func testReadIsolation(t *testing.T, f Fixture, id string) {
 		s.Result["n"] = json.RawMessage(`2`)
 	}))
 	requireState(t, before, read, "a later write must not change a state already read")
+
+	// Nor may the writes of other tasks, which a store may give the
+	// memory of an ended task.
+	read, err = f.Store.Get(ctx, id)
+	require.NoError(t, err)
+	before = read.Clone()
+	put(t, f.Store, next(read, func(s *store.State) { s.Status = store.StatusSuccess }))
+	for i := range 100 {
+		put(t, f.Store, next(newState(fmt.Sprintf("%s-other-%d", id, i)), func(s *store.State) {
+			s.Version = 1
+			s.Steps = []store.Step{{Name: "other", Status: store.StepFailed}}
+		}))
+	}
+	requireState(t, before, read, "writes of other tasks must not change a state already read")
 }
 
 // testPutKeepsNoMemory checks that a caller may change the steps of a State
