@@ -12,9 +12,10 @@ import (
 //
 // Every method is safe for concurrent use, takes a context first and
 // respects its cancellation, and rejects an id that [ValidateID] rejects
-// with an error wrapping [ErrInvalidID]. An error that wraps
-// [ErrUnavailable] means the store could not answer; for a write, whether it
-// took effect is then unknown.
+// with an error wrapping [ErrInvalidID]. Get, Put and Delete use their
+// context only until they return: a caller may reuse it then. An error
+// that wraps [ErrUnavailable] means the store could not answer; for a
+// write, whether it took effect is then unknown.
 type Store interface {
 	// Get returns the current state of the task id, or an error wrapping
 	// ErrNotFound if there is none (never created, deleted or expired).

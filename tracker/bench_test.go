@@ -14,15 +14,17 @@ import (
 )
 
 // newBenchTracker returns a Tracker over a fresh memstore with the default
-// options, as a service would use it.
-func newBenchTracker(b *testing.B) *tracker.Tracker {
+// options, as a service would use it, and a function that closes the
+// store. A benchmark function defers it, rather than leaving it to
+// b.Cleanup, so that the stores of its earlier runs (one per b.N tried)
+// are garbage by the time the next run measures.
+func newBenchTracker(b *testing.B) (*tracker.Tracker, func()) {
 	b.Helper()
 	mem, err := memstore.New()
 	require.NoError(b, err)
-	b.Cleanup(func() { mem.Close() })
 	tr, err := tracker.New(mem)
 	require.NoError(b, err)
-	return tr
+	return tr, func() { mem.Close() }
 }
 
 var benchSteps = []string{"file_node_creation", "memgraph_storage", "embedding_generation", "qdrant_indexing", "freshness_analysis"}
@@ -30,7 +32,8 @@ var benchSteps = []string{"file_node_creation", "memgraph_storage", "embedding_g
 // BenchmarkTransition measures one transition of a running task: progress,
 // which every long step reports.
 func BenchmarkTransition(b *testing.B) {
-	tr := newBenchTracker(b)
+	tr, closeStore := newBenchTracker(b)
+	defer closeStore()
 	ctx := context.Background()
 	require.NoError(b, tr.Create(ctx, "doc", benchSteps...))
 	require.NoError(b, tr.Start(ctx, "doc"))
@@ -47,7 +50,8 @@ func BenchmarkTransition(b *testing.B) {
 // BenchmarkStepTransition measures one step transition of a 5-step task,
 // which copies the step list.
 func BenchmarkStepTransition(b *testing.B) {
-	tr := newBenchTracker(b)
+	tr, closeStore := newBenchTracker(b)
+	defer closeStore()
 	ctx := context.Background()
 	require.NoError(b, tr.Create(ctx, "doc", benchSteps...))
 	require.NoError(b, tr.StartStep(ctx, "doc", benchSteps[2]))
@@ -100,7 +104,8 @@ func BenchmarkLifecycleSteadyParallel(b *testing.B) { benchLifecyclesParallel(b,
 // benchLifecycles records lifecycles of distinct tasks one after the other,
 // deleting each when it ends if steady.
 func benchLifecycles(b *testing.B, steady bool) {
-	tr := newBenchTracker(b)
+	tr, closeStore := newBenchTracker(b)
+	defer closeStore()
 	ctx := context.Background()
 	b.ReportAllocs()
 	n := 0
@@ -115,7 +120,8 @@ func benchLifecycles(b *testing.B, steady bool) {
 
 // benchLifecyclesParallel is benchLifecycles on every core.
 func benchLifecyclesParallel(b *testing.B, steady bool) {
-	tr := newBenchTracker(b)
+	tr, closeStore := newBenchTracker(b)
+	defer closeStore()
 	ctx := context.Background()
 	var n atomic.Int64
 	b.ReportAllocs()
@@ -138,7 +144,8 @@ func lifecycleOnce(ctx context.Context, tr *tracker.Tracker, id string, steady b
 }
 
 func BenchmarkTrackerGet(b *testing.B) {
-	tr := newBenchTracker(b)
+	tr, closeStore := newBenchTracker(b)
+	defer closeStore()
 	ctx := context.Background()
 	require.NoError(b, lifecycle(ctx, tr, "doc"))
 	b.ReportAllocs()

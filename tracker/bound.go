@@ -18,16 +18,17 @@ import (
 // Err would cost as much again). The tracker checks the deadline itself
 // between a store's answers.
 func (t *Tracker) bound(ctx context.Context) *boundedContext {
-	return t.boundFrom(ctx, time.Now())
+	return &boundedContext{parent: ctx, deadline: t.deadline(ctx, time.Now())}
 }
 
-// boundFrom is bound for a call that started at start.
-func (t *Tracker) boundFrom(ctx context.Context, start time.Time) *boundedContext {
+// deadline returns the deadline of a call that started at start: the
+// Tracker's timeout later, or ctx's deadline if that is sooner.
+func (t *Tracker) deadline(ctx context.Context, start time.Time) time.Time {
 	deadline := start.Add(t.timeout)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
 	}
-	return &boundedContext{parent: ctx, deadline: deadline}
+	return deadline
 }
 
 // boundedContext is its parent with a deadline, whose timer is made the
@@ -43,6 +44,8 @@ type boundedContext struct {
 }
 
 func (c *boundedContext) Deadline() (time.Time, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	return c.deadline, true // no later than the parent's
 }
 
@@ -71,7 +74,19 @@ func (c *boundedContext) Err() error {
 	return c.parent.Err()
 }
 
-// expired reports whether the deadline has passed.
+// reset makes c a new context: parent limited to deadline. A writer
+// reuses the context of the task's cache entry for each call, which the
+// store's contract allows: a store keeps no context after its method
+// returns. Only the caller that holds c may call reset.
+func (c *boundedContext) reset(parent context.Context, deadline time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.parent, c.deadline = parent, deadline
+	c.timed, c.cancel, c.stopped = nil, nil, false
+}
+
+// expired reports whether the deadline has passed. Only the caller that
+// holds c may call it.
 func (c *boundedContext) expired() bool {
 	return !time.Now().Before(c.deadline)
 }

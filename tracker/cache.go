@@ -4,6 +4,7 @@ import (
 	"context"
 	"hash/maphash"
 	"sync"
+	"time"
 
 	"github.com/taskstatus/taskstatus/store"
 )
@@ -22,6 +23,9 @@ const maxCached = 10_240
 type cache struct {
 	seed   maphash.Seed
 	shards [cacheShards]cacheShard
+	// free holds entries no caller uses, for reuse with their memory: a
+	// task's whole lifecycle then allocates nothing in the cache.
+	free sync.Pool
 }
 
 type cacheShard struct {
@@ -35,6 +39,10 @@ type cacheEntry struct {
 	held  chan struct{} // holds a value while a caller holds the entry
 	st    store.State   // the latest state written or read; guarded by held
 	valid bool          // whether st may be used without reading the store
+
+	// ctx is the context of the uncontended call that holds the entry,
+	// reused from call to call (see boundedContext.reset).
+	ctx boundedContext
 }
 
 func newCache() *cache {
@@ -56,7 +64,7 @@ func (c *cache) tryLock(id string) (*cacheEntry, bool) {
 	sh.mu.Lock()
 	e := sh.entries[id]
 	if e == nil {
-		e = &cacheEntry{held: make(chan struct{}, 1)}
+		e = c.newEntry()
 		sh.entries[id] = e
 	}
 	e.users++
@@ -67,6 +75,14 @@ func (c *cache) tryLock(id string) (*cacheEntry, bool) {
 	default:
 		return e, false
 	}
+}
+
+// newEntry returns an entry no caller uses, with no valid state.
+func (c *cache) newEntry() *cacheEntry {
+	if e, ok := c.free.Get().(*cacheEntry); ok {
+		return e
+	}
+	return &cacheEntry{held: make(chan struct{}, 1)}
 }
 
 // wait waits until the caller holds e, the entry of id, or returns ctx's
@@ -80,17 +96,6 @@ func (c *cache) wait(ctx context.Context, id string, e *cacheEntry) error {
 		c.release(c.shard(id), id, e, false)
 		return ctx.Err()
 	}
-}
-
-// lock returns the entry of id once the caller holds it, or ctx's error.
-func (c *cache) lock(ctx context.Context, id string) (*cacheEntry, error) {
-	e, held := c.tryLock(id)
-	if !held {
-		if err := c.wait(ctx, id, e); err != nil {
-			return nil, err
-		}
-	}
-	return e, nil
 }
 
 // unlock releases e and forgets it when no caller needs it and its state is
@@ -108,6 +113,11 @@ func (c *cache) release(sh *cacheShard, id string, e *cacheEntry, keep bool) {
 	e.users--
 	if e.users == 0 && (!keep || len(sh.entries) > maxCached/cacheShards) {
 		delete(sh.entries, id)
+		// Nobody refers to e now: its state was only written to the
+		// store, which keeps none of its steps, and copied for readers.
+		e.st, e.valid = store.State{Steps: e.st.Steps[:0]}, false
+		e.ctx.reset(context.Background(), time.Time{}) // drop the caller's context
+		c.free.Put(e)
 	}
 	sh.mu.Unlock()
 }

@@ -2,13 +2,17 @@ package tracker
 
 import (
 	"context"
+	"runtime"
 	"strconv"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/taskstatus/taskstatus/memstore"
+	"github.com/taskstatus/taskstatus/store"
 )
 
 func (c *cache) len() int {
@@ -22,12 +26,24 @@ func (c *cache) len() int {
 	return n
 }
 
-func TestCacheIsBounded(t *testing.T) {
+// newCacheTracker returns a Tracker over a new memstore, wrapped by wrap
+// if it is not nil.
+func newCacheTracker(t *testing.T, wrap func(*memstore.Store) store.Store) *Tracker {
+	t.Helper()
 	mem, err := memstore.New()
 	require.NoError(t, err)
-	defer mem.Close()
-	tr, err := New(mem)
+	t.Cleanup(func() { mem.Close() })
+	var s store.Store = mem
+	if wrap != nil {
+		s = wrap(mem)
+	}
+	tr, err := New(s)
 	require.NoError(t, err)
+	return tr
+}
+
+func TestCacheIsBounded(t *testing.T) {
+	tr := newCacheTracker(t, nil)
 	ctx := context.Background()
 
 	for i := range 2 * maxCached {
@@ -38,4 +54,75 @@ func TestCacheIsBounded(t *testing.T) {
 		require.NoError(t, tr.Cancel(ctx, strconv.Itoa(i), nil), "a task that is no longer cached is read first")
 	}
 	assert.Zero(t, tr.cache.len(), "ended tasks are not cached")
+}
+
+// TestReusedEntriesStartEmpty records tasks one after the other, each with
+// its own steps, so that each reuses the cache entry (and its memory) of
+// the one before: none may inherit anything of another.
+func TestReusedEntriesStartEmpty(t *testing.T) {
+	tr := newCacheTracker(t, nil)
+	ctx := context.Background()
+
+	plans := [][]string{{"a", "b", "c"}, {"x"}, nil, {"c", "b"}}
+	for i := range 20 {
+		id, plan := strconv.Itoa(i), plans[i%len(plans)]
+		require.NoError(t, tr.Create(ctx, id, plan...))
+		if i%2 == 0 {
+			// A refused create must leave no trace either.
+			require.ErrorIs(t, tr.Create(ctx, id, "z"), store.ErrExists)
+		}
+		require.NoError(t, tr.Start(ctx, id))
+		for _, step := range plan {
+			require.NoError(t, tr.SucceedStep(ctx, id, step))
+		}
+		require.NoError(t, tr.Succeed(ctx, id))
+		st, err := tr.Get(ctx, id)
+		require.NoError(t, err)
+		require.Len(t, st.Steps, len(plan), "task %s", id)
+		for j, step := range st.Steps {
+			assert.Equal(t, plan[j], step.Name)
+			assert.Equal(t, store.StepSuccess, step.Status)
+		}
+		assert.Equal(t, int64(3+len(plan)), st.Version, "task %s", id)
+	}
+}
+
+// liveContextStore checks that the context of each call it serves stays
+// live until the call returns, while other calls come and go.
+type liveContextStore struct {
+	store.Store
+	t *testing.T
+}
+
+func (s liveContextStore) Put(ctx context.Context, st store.State, ttl time.Duration) error {
+	done := ctx.Done() // makes the context arm its timer
+	runtime.Gosched()  // lets other writers of the task start and end
+	select {
+	case <-done:
+		s.t.Errorf("Put of %s version %d: context ended during the call: %v", st.ID, st.Version, ctx.Err())
+	default:
+	}
+	return s.Store.Put(ctx, st, ttl)
+}
+
+// TestWriteContextLivesUntilTheStoreReturns has writers of one task, which
+// share its cache entry and so its reused context, check that each call's
+// context stays live while the store uses it.
+func TestWriteContextLivesUntilTheStoreReturns(t *testing.T) {
+	tr := newCacheTracker(t, func(mem *memstore.Store) store.Store { return liveContextStore{Store: mem, t: t} })
+	ctx := context.Background()
+	require.NoError(t, tr.Create(ctx, "doc"))
+
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			for i := range 100 {
+				assert.NoError(t, tr.SetProgress(ctx, "doc", store.Progress{Done: int64(i)}))
+			}
+		})
+	}
+	wg.Wait()
+	st, err := tr.Get(ctx, "doc")
+	require.NoError(t, err)
+	assert.Equal(t, int64(1+8*100), st.Version, "every write is recorded")
 }

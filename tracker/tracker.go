@@ -186,8 +186,7 @@ func (t *Tracker) write(ctx context.Context, id string, changes []Change) error 
 	if err != nil {
 		return err
 	}
-	defer bctx.stop()
-	defer t.cache.unlock(id, e)
+	defer t.unhold(id, e, bctx)
 	for {
 		if !e.valid {
 			cur, err := t.store.Get(bctx, id)
@@ -254,7 +253,16 @@ func (t *Tracker) hold(ctx context.Context, id string) (*boundedContext, *cacheE
 	if t.now != nil {
 		now = t.now().UTC()
 	}
-	return t.boundFrom(ctx, wall), e, now, nil
+	e.ctx.reset(ctx, t.deadline(ctx, wall))
+	return &e.ctx, e, now, nil
+}
+
+// unhold ends a hold: it stops the call's context, then releases the
+// entry, in that order, for the context may be the entry's, which the next
+// holder resets.
+func (t *Tracker) unhold(id string, e *cacheEntry, bctx *boundedContext) {
+	bctx.stop()
+	t.cache.unlock(id, e)
 }
 
 // clock returns the time to record, in UTC. A writer reads it once it holds
@@ -300,29 +308,28 @@ func (t *Tracker) create(ctx context.Context, id string, steps []string) error {
 	if err := store.ValidateID(id); err != nil {
 		return err
 	}
-	now := t.clock()
+	bctx, e, now, err := t.hold(ctx, id)
+	if err != nil {
+		return err
+	}
+	defer t.unhold(id, e, bctx)
 	st := store.State{
 		ID:        id,
 		Status:    store.StatusPending,
 		CreatedAt: now,
-		Attempt:   1,
-		Version:   1,
+		// The entry's steps are reused: it is valid again only once st
+		// is written.
+		Steps:   e.st.Steps[:0],
+		Attempt: 1,
+		Version: 1,
 	}
+	e.valid = false
 	if err := planSteps(&st, steps); err != nil {
 		return err
 	}
 	t.stamp(ctx, &st, now)
-
-	bctx := t.bound(ctx)
-	defer bctx.stop()
-	e, err := t.cache.lock(bctx, id)
-	if err != nil {
-		return t.timedOut(ctx, bctx, err)
-	}
-	defer t.cache.unlock(id, e)
 	err = t.store.Put(bctx, st, t.ttl)
 	if err != nil {
-		e.valid = false
 		if errors.Is(err, store.ErrConflict) {
 			return store.ErrExists
 		}
@@ -357,13 +364,11 @@ func (t *Tracker) delete(ctx context.Context, id string) error {
 	if err := store.ValidateID(id); err != nil {
 		return err
 	}
-	bctx := t.bound(ctx)
-	defer bctx.stop()
-	e, err := t.cache.lock(bctx, id)
+	bctx, e, _, err := t.hold(ctx, id)
 	if err != nil {
-		return t.timedOut(ctx, bctx, err)
+		return err
 	}
-	defer t.cache.unlock(id, e)
+	defer t.unhold(id, e, bctx)
 	e.valid = false
 	return t.timedOut(ctx, bctx, t.store.Delete(bctx, id))
 }
