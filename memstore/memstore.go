@@ -9,6 +9,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/taskstatus/taskstatus/store"
 )
@@ -47,6 +48,16 @@ type Store struct {
 }
 
 type shard struct {
+	shardFields
+	// Each shard has cache lines of its own, so that cores writing
+	// neighbouring shards do not take a line from each other.
+	_ [cacheLine - unsafe.Sizeof(shardFields{})%cacheLine]byte
+}
+
+// cacheLine is the size of a CPU cache line on common processors.
+const cacheLine = 64
+
+type shardFields struct {
 	mu     sync.RWMutex
 	tasks  map[string]*entry
 	expiry expiryHeap

@@ -5,6 +5,7 @@ import (
 	"hash/maphash"
 	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/taskstatus/taskstatus/store"
 )
@@ -29,9 +30,19 @@ type cache struct {
 }
 
 type cacheShard struct {
+	cacheShardFields
+	// Each shard has cache lines of its own, so that cores writing
+	// neighbouring shards do not take a line from each other.
+	_ [cacheLine - unsafe.Sizeof(cacheShardFields{})%cacheLine]byte
+}
+
+type cacheShardFields struct {
 	mu      sync.Mutex
 	entries map[string]*cacheEntry
 }
+
+// cacheLine is the size of a CPU cache line on common processors.
+const cacheLine = 64
 
 type cacheEntry struct {
 	users int // callers holding or waiting for the entry; guarded by cacheShard.mu
