@@ -23,6 +23,8 @@ func ValidateID(id string) error {
 		return fmt.Errorf("%w: %d bytes, longer than %d", ErrInvalidID, len(id), MaxIDLen)
 	case id == "." || id == "..":
 		return fmt.Errorf("%w: %q is not a path segment", ErrInvalidID, id)
+	case printableASCII(id):
+		return nil
 	case !utf8.ValidString(id):
 		return fmt.Errorf("%w: not UTF-8", ErrInvalidID)
 	}
@@ -35,4 +37,15 @@ func ValidateID(id string) error {
 		}
 	}
 	return nil
+}
+
+// printableASCII reports whether id is all printable ASCII other than
+// braces, as most ids are: the common case, checked a byte at a time.
+func printableASCII(id string) bool {
+	for i := 0; i < len(id); i++ {
+		if c := id[i]; c < ' ' || c > '~' || c == '{' || c == '}' {
+			return false
+		}
+	}
+	return true
 }
