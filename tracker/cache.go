@@ -45,12 +45,16 @@ type cacheShardFields struct {
 const cacheLine = 64
 
 type cacheEntry struct {
-	users int // callers holding or waiting for the entry; guarded by cacheShard.mu
+	// Guarded by cacheShard.mu:
+	users int  // callers holding or waiting for the entry
+	held  bool // whether a caller holds the entry, or it is being handed over
+	// handoff passes the entry from the caller that unlocks it to one of
+	// those waiting: it holds a value while the entry is on its way.
+	handoff chan struct{}
 
-	held  chan struct{} // holds a value while a caller holds the entry
-	st    store.State   // the latest state written or read; guarded by held
-	valid bool          // whether st may be used without reading the store
-
+	// Guarded by holding the entry:
+	st    store.State // the latest state written or read
+	valid bool        // whether st may be used without reading the store
 	// ctx is the context of the uncontended call that holds the entry,
 	// reused from call to call (see boundedContext.reset).
 	ctx boundedContext
@@ -69,23 +73,22 @@ func (c *cache) shard(id string) *cacheShard {
 }
 
 // tryLock returns the entry of id and whether the caller now holds it. If
-// not, the caller must call wait (or give up with release) before using it.
+// not, the caller must call wait before using it.
 func (c *cache) tryLock(id string) (*cacheEntry, bool) {
 	sh := c.shard(id)
 	sh.mu.Lock()
+	defer sh.mu.Unlock()
 	e := sh.entries[id]
 	if e == nil {
 		e = c.newEntry()
 		sh.entries[id] = e
 	}
 	e.users++
-	sh.mu.Unlock()
-	select {
-	case e.held <- struct{}{}:
-		return e, true
-	default:
+	if e.held {
 		return e, false
 	}
+	e.held = true
+	return e, true
 }
 
 // newEntry returns an entry no caller uses, with no valid state.
@@ -93,7 +96,7 @@ func (c *cache) newEntry() *cacheEntry {
 	if e, ok := c.free.Get().(*cacheEntry); ok {
 		return e
 	}
-	return &cacheEntry{held: make(chan struct{}, 1)}
+	return &cacheEntry{handoff: make(chan struct{}, 1)}
 }
 
 // wait waits until the caller holds e, the entry of id, or returns ctx's
@@ -101,28 +104,49 @@ func (c *cache) newEntry() *cacheEntry {
 // against the call's timeout.
 func (c *cache) wait(ctx context.Context, id string, e *cacheEntry) error {
 	select {
-	case e.held <- struct{}{}:
+	case <-e.handoff:
 		return nil
 	case <-ctx.Done():
-		c.release(c.shard(id), id, e, false)
+		c.abandon(id, e)
 		return ctx.Err()
 	}
 }
 
-// unlock releases e and forgets it when no caller needs it and its state is
-// not worth keeping: unknown, ended (no more writes expected), or beyond
-// the cache's size.
-func (c *cache) unlock(id string, e *cacheEntry) {
-	keep := e.valid && !e.st.Status.Terminal()
-	<-e.held
-	c.release(c.shard(id), id, e, keep)
+// abandon ends the wait for e, the entry of id, of a caller that gives up.
+func (c *cache) abandon(id string, e *cacheEntry) {
+	sh := c.shard(id)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	select {
+	case <-e.handoff:
+		// The entry was handed over as the caller gave up: hand it on.
+		c.unlockLocked(sh, id, e)
+	default:
+		e.users--
+	}
 }
 
-// release ends a caller's use of e.
-func (c *cache) release(sh *cacheShard, id string, e *cacheEntry, keep bool) {
+// unlock releases e, the entry of id, which the caller holds.
+func (c *cache) unlock(id string, e *cacheEntry) {
+	sh := c.shard(id)
 	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	c.unlockLocked(sh, id, e)
+}
+
+// unlockLocked releases e, which the caller holds, to a waiter if there is
+// one. Otherwise it forgets e unless its state is worth keeping: known,
+// not ended (more writes are expected) and within the cache's size. The
+// shard's lock is held.
+func (c *cache) unlockLocked(sh *cacheShard, id string, e *cacheEntry) {
 	e.users--
-	if e.users == 0 && (!keep || len(sh.entries) > maxCached/cacheShards) {
+	if e.users > 0 {
+		e.handoff <- struct{}{} // never blocks: there is one holder at a time
+		return
+	}
+	e.held = false
+	keep := e.valid && !e.st.Status.Terminal() && len(sh.entries) <= maxCached/cacheShards
+	if !keep {
 		delete(sh.entries, id)
 		// Nobody refers to e now: its state was only written to the
 		// store, which keeps none of its steps, and copied for readers.
@@ -130,5 +154,4 @@ func (c *cache) release(sh *cacheShard, id string, e *cacheEntry, keep bool) {
 		e.ctx.reset(context.Background(), time.Time{}) // drop the caller's context
 		c.free.Put(e)
 	}
-	sh.mu.Unlock()
 }

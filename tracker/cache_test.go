@@ -126,3 +126,28 @@ func TestWriteContextLivesUntilTheStoreReturns(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, int64(1+8*100), st.Version, "every write is recorded")
 }
+
+// TestAbandonedWaitsLeaveTheEntryFree checks that a writer that gives up
+// waiting, whether or not the entry was already on its way to it, leaves
+// the entry to the others, and forgets it when nobody is left.
+func TestAbandonedWaitsLeaveTheEntryFree(t *testing.T) {
+	c := newCache()
+	holder, held := c.tryLock("doc")
+	require.True(t, held)
+	first, held := c.tryLock("doc")
+	require.False(t, held, "the entry is held")
+	second, held := c.tryLock("doc")
+	require.False(t, held, "the entry is held")
+
+	c.abandon("doc", first) // gives up while the holder still holds it
+	c.unlock("doc", holder) // hands it to the one left waiting
+	require.NoError(t, c.wait(t.Context(), "doc", second), "the remaining waiter gets the entry")
+
+	last, held := c.tryLock("doc")
+	require.False(t, held, "the entry is held")
+	c.unlock("doc", second) // hands it to last...
+	c.abandon("doc", last)  // ...which gives up with the entry on its way
+	assert.Zero(t, c.len(), "an entry nobody holds or waits for is forgotten")
+	_, held = c.tryLock("doc")
+	assert.True(t, held, "the entry is free")
+}
