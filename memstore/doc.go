@@ -19,16 +19,21 @@
 // beyond the limit evicts the task that expires soonest. Writes to an
 // evicted task report [store.ErrConflict], reads [store.ErrNotFound].
 //
-// # Sharing
+// # Memory
 //
 // Put copies the steps of the State it is given into an array of the
 // store's own, which it overwrites on the next write of the task unless a
 // reader was handed it since; maps, which nobody changes in place, are kept
-// as they are. Get and Watch hand readers
-// the store's State without copying, which is what makes reads cheap;
-// readers follow the [store.State] rule: treat states as read-only. A
-// task written many times and seldom read so costs no allocation per
-// write.
+// as they are. Get and Watch hand readers the store's State of a running
+// task without copying, which is what makes reads cheap; readers follow
+// the [store.State] rule: treat states as read-only. A task written many
+// times and seldom read so costs no allocation per write.
+//
+// An ended task is kept packed into a single string, which is about half
+// the size of its State and holds no pointers: the garbage collector marks
+// it without scanning it, so a store of many ended tasks adds little to
+// each collection. Get and Watch unpack it for each reader, allocating the
+// steps.
 //
 // Call [Store.Close] to stop the sweep and close every watch channel.
 package memstore
