@@ -23,8 +23,9 @@ import (
 //
 // The encoding is private to one process and never stored elsewhere, so it
 // has no version: each field of State in declaration order, integers as
-// varints, strings with their length first, times as Unix seconds and
-// nanoseconds (see putTime), maps and steps with
+// varints, strings with their length first, the creation time as Unix
+// seconds and nanoseconds (see putTime) and other times as their distance
+// from it (see putTimeAfter), maps and steps with
 // their count first.
 
 // maxVarintLen is the longest encoding of an integer.
@@ -36,11 +37,12 @@ func pack(buf []byte, st *store.State) []byte {
 	p.putString(st.ID)
 	p.putString(st.CorrelationID)
 	p.putString(string(st.Status))
-	p.putTime(st.CreatedAt)
-	p.putTime(st.StartedAt)
-	p.putTime(st.UpdatedAt)
-	p.putTime(st.CompletedAt)
-	p.putTime(st.LeaseUntil)
+	base := st.CreatedAt
+	p.putTime(base)
+	p.putTimeAfter(st.StartedAt, base)
+	p.putTimeAfter(st.UpdatedAt, base)
+	p.putTimeAfter(st.CompletedAt, base)
+	p.putTimeAfter(st.LeaseUntil, base)
 	p.putString(st.ErrorMessage)
 	p.putFields(st.ErrorDetails)
 	p.putUint(uint64(len(st.Steps)))
@@ -48,8 +50,8 @@ func pack(buf []byte, st *store.State) []byte {
 		s := &st.Steps[i]
 		p.putString(s.Name)
 		p.putString(string(s.Status))
-		p.putTime(s.StartedAt)
-		p.putTime(s.CompletedAt)
+		p.putTimeAfter(s.StartedAt, base)
+		p.putTimeAfter(s.CompletedAt, base)
 		p.putString(s.Error)
 		p.putInt(int64(s.Attempt))
 	}
@@ -87,6 +89,22 @@ func (p *packer) putTime(t time.Time) {
 	p.putInt(t.Unix())
 }
 
+// putTimeAfter packs t as its distance from base, in one varint: 0 for
+// the zero time, the distance zig-zagged plus 2 when base.Add gives t back,
+// else 1 and then t as putTime does.
+func (p *packer) putTimeAfter(t, base time.Time) {
+	if t.IsZero() {
+		p.putUint(0)
+		return
+	}
+	if d := t.Sub(base); !base.IsZero() && base.Add(d).Equal(t) {
+		p.putUint(uint64(d)<<1 ^ uint64(d>>63) + 2)
+		return
+	}
+	p.putUint(1)
+	p.putTime(t)
+}
+
 func (p *packer) putFields(m map[string]json.RawMessage) {
 	p.putUint(uint64(len(m)))
 	for k, v := range m {
@@ -103,11 +121,12 @@ func unpack(s string) (store.State, error) {
 	st.ID = u.readString()
 	st.CorrelationID = u.readString()
 	st.Status = store.Status(u.readString())
-	st.CreatedAt = u.readTime()
-	st.StartedAt = u.readTime()
-	st.UpdatedAt = u.readTime()
-	st.CompletedAt = u.readTime()
-	st.LeaseUntil = u.readTime()
+	base := u.readTime()
+	st.CreatedAt = base
+	st.StartedAt = u.readTimeAfter(base)
+	st.UpdatedAt = u.readTimeAfter(base)
+	st.CompletedAt = u.readTimeAfter(base)
+	st.LeaseUntil = u.readTimeAfter(base)
 	st.ErrorMessage = u.readString()
 	st.ErrorDetails = u.readFields()
 	if n := u.readLen(); n > 0 {
@@ -116,8 +135,8 @@ func unpack(s string) (store.State, error) {
 			s := &st.Steps[i]
 			s.Name = u.readString()
 			s.Status = store.StepStatus(u.readString())
-			s.StartedAt = u.readTime()
-			s.CompletedAt = u.readTime()
+			s.StartedAt = u.readTimeAfter(base)
+			s.CompletedAt = u.readTimeAfter(base)
 			s.Error = u.readString()
 			s.Attempt = u.readIntValue()
 		}
@@ -218,6 +237,18 @@ func (u *unpacker) readTime() time.Time {
 		return time.Time{}
 	}
 	return time.Unix(u.readInt(), int64(nsec-1)).UTC()
+}
+
+func (u *unpacker) readTimeAfter(base time.Time) time.Time {
+	switch x := u.readUint(); x {
+	case 0:
+		return time.Time{}
+	case 1:
+		return u.readTime()
+	default:
+		x -= 2
+		return base.Add(time.Duration(int64(x>>1) ^ -int64(x&1)))
+	}
 }
 
 func (u *unpacker) readFields() map[string]json.RawMessage {

@@ -61,6 +61,11 @@ func TestPackRoundTrip(t *testing.T) {
 			CreatedAt: time.Date(1, 1, 1, 0, 0, 0, 1, time.UTC),
 			UpdatedAt: time.Date(9999, 12, 31, 23, 59, 59, 999999999, time.UTC),
 		},
+		"times before creation": {
+			ID: "t", Status: store.StatusFailed, CreatedAt: at,
+			StartedAt: at.Add(-time.Hour), UpdatedAt: at.Add(-time.Nanosecond),
+			Steps: []store.Step{{Name: "a", StartedAt: at.Add(-1000 * time.Hour)}},
+		},
 		"large values": {
 			ID: "big", Status: store.StatusCanceled,
 			ErrorMessage: strings.Repeat("x", 1<<16),
