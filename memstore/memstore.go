@@ -62,19 +62,24 @@ type shardFields struct {
 	tasks  map[string]*entry
 	expiry expiryHeap
 	packed []byte // where ended tasks are packed, before their copy is kept
-	// spare is the steps array of a task that ended, for a new task.
-	spare []store.Step
+	// spare is the state of a task that ended, emptied, its steps array
+	// kept unless a reader holds it: for the next task to start.
+	spare *store.State
 }
 
-// entry is one task held by a shard.
+// entry is one task held by a shard. An entry of a task that has not
+// ended holds its state; one of a task that has ended holds the state
+// packed (see pack.go), which leaves the entry small and gives the garbage
+// collector no pointers to follow.
 type entry struct {
-	st store.State
-	// packed is the state of an ended task, packed (see pack.go); st then
-	// holds only the task's ID, Status and Version.
-	packed   string
-	index    int // position in the shard's expiry heap
+	id      string // the task's id, its key in the shard's map
+	version int64
+	live    *store.State // the state of a task that has not ended, or nil
+	packed  string       // the state of a task that has ended
+	index   int          // position in the shard's expiry heap
+	// watchers of the task; nil when there are none.
 	watchers map[*watcher]struct{}
-	// lent is set once st's steps have been handed to a reader (Get,
+	// lent is set once live's steps have been handed to a reader (Get,
 	// Watch): the next write replaces them instead of overwriting them.
 	// It is atomic because Get sets it under the read lock.
 	lent atomic.Bool
@@ -85,37 +90,55 @@ type entry struct {
 // entry's own array, which it reuses unless a reader holds it; the maps are
 // kept as they are: nobody changes them in place. The shard lock is held.
 func (sh *shard) set(e *entry, st store.State) {
+	e.version = st.Version
 	if st.Status.Terminal() {
 		sh.packed = pack(sh.packed[:0], &st)
 		e.packed = string(sh.packed)
-		if !e.lent.Swap(false) && cap(e.st.Steps) > cap(sh.spare) {
-			clear(e.st.Steps)
-			sh.spare = e.st.Steps[:0]
+		if live := e.live; live != nil {
+			steps := live.Steps
+			if e.lent.Swap(false) {
+				steps = nil
+			}
+			clear(steps)
+			*live = store.State{Steps: steps[:0]}
+			sh.spare, e.live = live, nil
 		}
-		e.st = store.State{ID: st.ID, Status: st.Status, Version: st.Version}
 		return
 	}
 	e.packed = ""
-	steps := e.st.Steps
-	if e.lent.Swap(false) || steps == nil {
-		steps, sh.spare = sh.spare, nil
+	live := e.live
+	if live == nil {
+		live, sh.spare = sh.spare, nil
+		if live == nil {
+			live = new(store.State)
+		}
+	}
+	steps := live.Steps
+	if e.lent.Swap(false) {
+		steps = nil
 	}
 	steps = append(steps[:0], st.Steps...)
-	e.st = st
-	e.st.Steps = steps
+	*live = st
+	live.Steps = steps
+	e.live = live
 }
 
 // view returns what a reader needs of the entry: its packed state if it
 // has one, else its state, lent. The shard lock is held, for reading at
 // least.
 func (e *entry) view() (st store.State, packed string) {
-	if e.packed != "" {
+	if e.live == nil {
 		return store.State{}, e.packed
 	}
 	if !e.lent.Load() {
 		e.lent.Store(true)
 	}
-	return e.st, ""
+	return *e.live, ""
+}
+
+// ended reports whether the task has ended.
+func (e *entry) ended() bool {
+	return e.live == nil
 }
 
 // state returns the entry's state for a reader. The shard lock is held,
@@ -324,7 +347,7 @@ func (s *Store) Put(ctx context.Context, st store.State, ttl time.Duration) erro
 	}
 	var stored int64
 	if e != nil {
-		stored = e.st.Version
+		stored = e.version
 	}
 	if stored != st.Version-1 {
 		sh.mu.Unlock()
@@ -333,7 +356,7 @@ func (s *Store) Put(ctx context.Context, st store.State, ttl time.Duration) erro
 	}
 	added := e == nil
 	if added {
-		e = &entry{}
+		e = &entry{id: st.ID}
 		sh.tasks[st.ID] = e
 		sh.expiry.push(e, at)
 	} else {
@@ -387,7 +410,7 @@ func (s *Store) Watch(ctx context.Context, id string) (<-chan store.State, error
 		return nil, fmt.Errorf("memstore: watch %q: %w", id, err)
 	}
 	w.ch <- st
-	if e.st.Status.Terminal() {
+	if e.ended() {
 		w.closed = true
 		close(w.ch)
 		sh.mu.Unlock()
@@ -436,7 +459,7 @@ func (e *entry) notify() {
 		}
 		w.ch <- st
 	}
-	if e.st.Status.Terminal() {
+	if e.ended() {
 		e.closeWatchers()
 	}
 }
@@ -460,7 +483,7 @@ func (w *watcher) close() {
 // remove drops e from the shard and closes its watchers. The lock is held.
 func (sh *shard) remove(e *entry) {
 	sh.expiry.remove(e.index)
-	delete(sh.tasks, e.st.ID)
+	delete(sh.tasks, e.id)
 	e.closeWatchers()
 }
 
@@ -473,7 +496,7 @@ func (s *Store) evict(added string) {
 		sh.mu.Lock()
 		for s.count.Load() > int64(s.maxTasks) && len(sh.expiry) > 0 {
 			e := sh.expiry[0].e
-			if e.st.ID == added {
+			if e.id == added {
 				if len(sh.expiry) == 1 {
 					break
 				}
