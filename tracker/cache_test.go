@@ -5,6 +5,7 @@ import (
 	"runtime"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -26,9 +27,9 @@ func (c *cache) len() int {
 	return n
 }
 
-// newCacheTracker returns a Tracker over a new memstore, wrapped by wrap
-// if it is not nil.
-func newCacheTracker(t *testing.T, wrap func(*memstore.Store) store.Store) *Tracker {
+// newCacheTracker returns a Tracker with opts over a new memstore, wrapped
+// by wrap if it is not nil.
+func newCacheTracker(t *testing.T, wrap func(*memstore.Store) store.Store, opts ...Option) *Tracker {
 	t.Helper()
 	mem, err := memstore.New()
 	require.NoError(t, err)
@@ -37,7 +38,7 @@ func newCacheTracker(t *testing.T, wrap func(*memstore.Store) store.Store) *Trac
 	if wrap != nil {
 		s = wrap(mem)
 	}
-	tr, err := New(s)
+	tr, err := New(s, opts...)
 	require.NoError(t, err)
 	return tr
 }
@@ -150,4 +151,42 @@ func TestAbandonedWaitsLeaveTheEntryFree(t *testing.T) {
 	assert.Zero(t, c.len(), "an entry nobody holds or waits for is forgotten")
 	_, held = c.tryLock("doc")
 	assert.True(t, held, "the entry is free")
+}
+
+// TestWritersGivingUpUnderContention has many writers of one task, some of
+// which give up waiting for the others at once: every write that returned
+// nil is recorded, and the task's entry is free and forgotten at the end.
+func TestWritersGivingUpUnderContention(t *testing.T) {
+	// The calls that give up are expected: they are not worth a log line.
+	tr := newCacheTracker(t, nil, WithErrorHandler(func(context.Context, error) {}))
+	ctx := context.Background()
+	require.NoError(t, tr.Create(ctx, "doc"))
+	require.NoError(t, tr.Start(ctx, "doc"))
+
+	canceled, cancel := context.WithCancel(ctx)
+	cancel()
+	var wg sync.WaitGroup
+	var written atomic.Int64
+	for g := range 16 {
+		wg.Go(func() {
+			for i := range 200 {
+				callCtx := ctx
+				if (g+i)%3 == 0 {
+					callCtx = canceled // gives up if it has to wait
+				}
+				err := tr.SetProgress(callCtx, "doc", store.Progress{Done: int64(i)})
+				if err == nil {
+					written.Add(1)
+				} else {
+					assert.ErrorIs(t, err, context.Canceled)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	require.NoError(t, tr.Succeed(ctx, "doc"), "the entry is free for the next writer")
+	st, err := tr.Get(ctx, "doc")
+	require.NoError(t, err)
+	assert.Equal(t, 3+written.Load(), st.Version, "every acknowledged write is recorded once")
+	assert.Zero(t, tr.cache.len(), "the ended task's entry is forgotten")
 }
