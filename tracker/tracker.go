@@ -317,19 +317,19 @@ func (t *Tracker) create(ctx context.Context, id string, steps []string) error {
 		ID:        id,
 		Status:    store.StatusPending,
 		CreatedAt: now,
-		// The entry's steps are reused: it is valid again only once st
-		// is written.
-		Steps:   e.st.Steps[:0],
-		Attempt: 1,
-		Version: 1,
+		Attempt:   1,
+		Version:   1,
 	}
-	e.valid = false
+	if !e.valid {
+		st.Steps = e.st.Steps[:0] // memory no state uses: reuse it
+	}
 	if err := planSteps(&st, steps); err != nil {
 		return err
 	}
 	t.stamp(ctx, &st, now)
 	err = t.store.Put(bctx, st, t.ttl)
 	if err != nil {
+		e.valid = false
 		if errors.Is(err, store.ErrConflict) {
 			return store.ErrExists
 		}

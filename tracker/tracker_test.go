@@ -660,3 +660,22 @@ func TestWritesNeverChangeAStateAlreadyRead(t *testing.T) {
 	require.NoError(t, f.tr.Fail(ctx, "doc", errors.New("boom"), nil))
 	require.True(t, before.Equal(read), "a write changed a state a reader holds:\nbefore %+v\nafter  %+v", before, read)
 }
+
+// TestRefusedCreateKeepsTheCache shows that a Create refused for its input
+// leaves the state the Tracker keeps of a task it writes: the next
+// transition still needs no read.
+func TestRefusedCreateKeepsTheCache(t *testing.T) {
+	f := newFixture(t)
+	ctx := t.Context()
+	require.NoError(t, f.tr.Create(ctx, "t1", "a", "b", "c"))
+	require.ErrorIs(t, f.tr.Create(ctx, "t1", "x", "bad\x00name"), store.ErrInvalidInput)
+	require.NoError(t, f.tr.Start(ctx, "t1"))
+	assert.Zero(t, f.store.gets.Load(), "no read before the write")
+	st, err := f.tr.Get(ctx, "t1")
+	require.NoError(t, err)
+	names := make([]string, len(st.Steps))
+	for i, s := range st.Steps {
+		names[i] = s.Name
+	}
+	assert.Equal(t, []string{"a", "b", "c"}, names, "the refused create changed nothing")
+}
