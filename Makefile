@@ -25,11 +25,13 @@ lint:
 bench:
 	.ci/bench
 
-# fuzz runs each fuzz target for FUZZTIME; `go test` runs their seed corpora
-# (testdata/fuzz) every time.
+# fuzz runs each fuzz target for FUZZTIME (`go test` runs their seed corpora,
+# testdata/fuzz, every time), and the randomized fault tests for more rounds
+# than `go test` does, on seeds picked at random.
 fuzz:
 	go test -run '^$$' -fuzz '^FuzzValidateID$$' -fuzztime $(FUZZTIME) ./store/
 	go test -run '^$$' -fuzz '^FuzzDecodeState$$' -fuzztime $(FUZZTIME) ./redisstore/
-	go test -run '^$$' -fuzz '^FuzzUnpack$$' -fuzztime $(FUZZTIME) ./memstore/
 	go test -run '^$$' -fuzz '^FuzzCorrelationHandler$$' -fuzztime $(FUZZTIME) ./httpapi/
 	go test -run '^$$' -fuzz '^FuzzStatusQuery$$' -fuzztime $(FUZZTIME) ./httpapi/
+	go test -race -run '^TestConvergence$$' -tracker.convergence.seed=0 -tracker.convergence.rounds=200 ./tracker/
+	go test -race -run '^TestLinearizable$$' -redisstore.linear.ops=40000 -redisstore.linear.seed=0 ./redisstore/

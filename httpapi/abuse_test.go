@@ -23,7 +23,7 @@ func TestAbusiveIDs(t *testing.T) {
 	f := newFixture(t)
 	f.running(t, "a/b")
 	f.running(t, "t")
-	srv := httptest.NewServer(f.handler())
+	srv := httptest.NewServer(f.handler(t))
 	defer srv.Close()
 	client := srv.Client()
 	client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
@@ -85,7 +85,7 @@ func TestWaitCapped(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	req := get(fmt.Sprintf("/tasks/t/status?wait=999h&version=%d", f.version(t, "t"))).WithContext(ctx)
 	start := time.Now()
-	done := serveAsync(f.handler(), req)
+	done := serveAsync(f.handler(t), req)
 	f.store.waitFor(t, 1)
 	deadline := f.store.lastDeadline()
 	assert.WithinRange(t, deadline, start.Add(httpapi.DefaultMaxWait), time.Now().Add(httpapi.DefaultMaxWait))

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -53,21 +54,24 @@ func (d *discard) reset() {
 	d.code, d.n = 0, 0
 }
 
-// benchTask makes task id what a status poll typically finds: the
+// benchTask makes task doc-123 what a status poll typically finds: the
 // origin's five steps, three done and one running, progress, result
 // fields and a correlation id.
-func benchTask(tb testing.TB, f *fixture, id string) {
+func benchTask(tb testing.TB, f *fixture) {
 	tb.Helper()
+	const id = "doc-123"
 	ctx := tracker.ContextWithCorrelationID(context.Background(), "c9a7f417-c2d2-48a3-802b-fa00e20dd207")
-	require.NoError(tb, f.tr.Create(ctx, id, seedSteps...))
+	require.NoError(tb, f.tr.Apply(ctx, id, tracker.Create(seedSteps...)))
+	run, err := f.tr.Start(ctx, id)
+	require.NoError(tb, err)
 	for _, s := range seedSteps[:3] {
 		f.clock.Advance(137 * time.Millisecond)
-		require.NoError(tb, errors.Join(f.tr.StartStep(ctx, id, s), f.tr.SucceedStep(ctx, id, s)))
+		require.NoError(tb, errors.Join(run.Apply(ctx, tracker.StartStep(s)), run.Apply(ctx, tracker.SucceedStep(s))))
 	}
 	require.NoError(tb, errors.Join(
-		f.tr.StartStep(ctx, id, seedSteps[3]),
-		f.tr.SetProgress(ctx, id, store.Progress{Done: 3, Total: 5, Message: "indexing vectors"}),
-		f.tr.SetResult(ctx, id, map[string]any{"entities_extracted": 42, "project_id": "my-project"})))
+		run.Apply(ctx, tracker.StartStep(seedSteps[3])),
+		run.Apply(ctx, tracker.SetProgress(store.Progress{Done: 3, Total: 5, Message: "indexing vectors"})),
+		run.Apply(ctx, tracker.SetResult(map[string]any{"entities_extracted": 42, "project_id": "my-project"}))))
 }
 
 // statusRequest returns a request for the status of id, as the mux would
@@ -82,8 +86,63 @@ func statusRequest(id, query string) *http.Request {
 // to compare with BenchmarkBareHandler.
 func BenchmarkStatusGET(b *testing.B) {
 	f := newFixture(b)
-	benchTask(b, f, "doc-123")
-	h := httpapi.StatusHandler(f.mem)
+	benchTask(b, f)
+	h := newHandler(b, f.mem)
+	req := statusRequest("doc-123", "")
+	w := newDiscard()
+	b.ReportAllocs()
+	for b.Loop() {
+		w.reset()
+		h.ServeHTTP(w, req)
+		if w.code != http.StatusOK {
+			b.Fatalf("status %d", w.code)
+		}
+	}
+	b.ReportMetric(float64(w.n), "body-bytes")
+}
+
+// BenchmarkStatusGETOverHTTP measures BenchmarkStatusGET's poll as a
+// client sees it: a request over a loopback connection, answered by a
+// server, and its body read.
+func BenchmarkStatusGETOverHTTP(b *testing.B) {
+	f := newFixture(b)
+	benchTask(b, f)
+	mux := http.NewServeMux()
+	mux.Handle(pattern, newHandler(b, f.mem))
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	client := srv.Client()
+	url := srv.URL + "/tasks/doc-123/status"
+	b.ReportAllocs()
+	for b.Loop() {
+		req, err := http.NewRequestWithContext(context.Background(), http.MethodGet, url, nil)
+		require.NoError(b, err)
+		resp, err := client.Do(req)
+		require.NoError(b, err)
+		_, err = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != http.StatusOK {
+			b.Fatalf("status %d, %v", resp.StatusCode, err)
+		}
+	}
+}
+
+// fixedStore hands out one state without copying it, at no cost.
+type fixedStore struct {
+	store.Store
+	st store.State
+}
+
+func (s fixedStore) Get(context.Context, string) (store.State, error) { return s.st, nil }
+
+// BenchmarkStatusGETHandler measures BenchmarkStatusGET's poll over a
+// store whose Get costs nothing: the handler's own cost.
+func BenchmarkStatusGETHandler(b *testing.B) {
+	f := newFixture(b)
+	benchTask(b, f)
+	st, err := f.mem.Get(context.Background(), "doc-123")
+	require.NoError(b, err)
+	h := newHandler(b, fixedStore{f.mem, st})
 	req := statusRequest("doc-123", "")
 	w := newDiscard()
 	b.ReportAllocs()
@@ -101,9 +160,9 @@ func BenchmarkStatusGET(b *testing.B) {
 // BenchmarkStatusGET's handler writes, headers and body, from memory.
 func BenchmarkBareHandler(b *testing.B) {
 	f := newFixture(b)
-	benchTask(b, f, "doc-123")
+	benchTask(b, f)
 	rec := httptest.NewRecorder()
-	httpapi.StatusHandler(f.mem).ServeHTTP(rec, statusRequest("doc-123", ""))
+	newHandler(b, f.mem).ServeHTTP(rec, statusRequest("doc-123", ""))
 	require.Equal(b, http.StatusOK, rec.Code)
 	body := rec.Body.Bytes()
 	etag, length, retry := rec.Header().Get("ETag"), rec.Header().Get("Content-Length"), rec.Header().Get("Retry-After")
@@ -143,7 +202,7 @@ func releaseWaiters(tb testing.TB, f *fixture, h http.Handler, id string, n int)
 	}
 	f.store.waitFor(tb, n)
 	start := time.Now()
-	require.NoError(tb, f.tr.Succeed(context.Background(), id))
+	f.apply(tb, id, tracker.Succeed())
 	wg.Wait()
 	final := fmt.Sprintf(`"v%d"`, f.version(tb, id))
 	latencies := make([]time.Duration, n)
@@ -163,7 +222,7 @@ func releaseWaiters(tb testing.TB, f *fixture, h http.Handler, id string, n int)
 func BenchmarkLongPollRelease(b *testing.B) {
 	const waiters = 10_000
 	f := newFixture(b)
-	h := httpapi.StatusHandler(f.store, httpapi.WithMaxWatchers(waiters))
+	h := newHandler(b, f.store, httpapi.WithMaxWatchers(waiters))
 	var worst, median time.Duration
 	for i := 0; b.Loop(); i++ {
 		id := fmt.Sprint("doc-", i)
@@ -206,8 +265,8 @@ func (s *sseSink) Flush() {
 func BenchmarkSSEFanOut(b *testing.B) {
 	const streams = 1000
 	f := newFixture(b)
-	f.running(b, "doc")
-	h := httpapi.StatusHandler(f.store, httpapi.WithMaxWatchers(streams), httpapi.WithHeartbeat(0))
+	run := f.running(b, "doc")
+	h := newHandler(b, f.store, httpapi.WithMaxWatchers(streams), httpapi.WithHeartbeat(0))
 	var delivered, ended sync.WaitGroup
 	delivered.Add(streams) // the first event: the current state
 	for range streams {
@@ -224,12 +283,12 @@ func BenchmarkSSEFanOut(b *testing.B) {
 	for b.Loop() {
 		done++
 		delivered.Add(streams)
-		require.NoError(b, f.tr.SetProgress(ctx, "doc", store.Progress{Done: done}))
+		require.NoError(b, run.Apply(ctx, tracker.SetProgress(store.Progress{Done: done})))
 		delivered.Wait()
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*streams), "ns/delivery")
 
 	delivered.Add(streams) // the terminal event ends every stream
-	require.NoError(b, f.tr.Succeed(ctx, "doc"))
+	require.NoError(b, run.Apply(ctx, tracker.Succeed()))
 	ended.Wait()
 }

@@ -1,11 +1,13 @@
 package httpapi
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"iter"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -19,8 +21,8 @@ import (
 // the origin service's polling client. The zero Client is ready to use;
 // its methods are safe for concurrent use.
 //
-// A Client reads the default status document (see the package doc), not
-// one replaced with [WithRender].
+// A Client reads the default status document ([Document]), not one
+// replaced with [WithRender].
 type Client struct {
 	// HTTPClient makes the requests. nil means http.DefaultClient.
 	HTTPClient *http.Client
@@ -48,9 +50,9 @@ const defaultPollWait = 30 * time.Second
 // that does not long-poll gives no Retry-After.
 const defaultPause = time.Second
 
-// ErrAbandoned is returned by [Client.Wait] when the task's lease ended
-// before the task did: the process doing its work stopped, most likely
-// because it died (see [store.State.Stale]).
+// ErrAbandoned is returned by [Client.Wait] when the server says that the
+// task was abandoned: its lease ended before the task did, so the process
+// doing its work most likely died (see [Document.Abandoned]).
 var ErrAbandoned = errors.New("httpapi: task abandoned: its lease ended")
 
 // ResponseError is the error a [Client] returns when the status handler
@@ -82,69 +84,85 @@ func (e *ResponseError) Unwrap() error {
 	return nil
 }
 
-// Get returns the current state of the task whose status is served at
+// Get returns the current document of the task whose status is served at
 // statusURL. An error answer is returned as a [*ResponseError].
-func (c *Client) Get(ctx context.Context, statusURL string) (store.State, error) {
+func (c *Client) Get(ctx context.Context, statusURL string) (Document, error) {
 	u, err := c.resolve(statusURL)
 	if err != nil {
-		return store.State{}, err
+		return Document{}, err
 	}
-	st, _, _, err := c.poll(ctx, u, 0, 0)
-	return st, err
+	a, err := c.poll(ctx, u, 0, Document{})
+	if err != nil {
+		return Document{}, err
+	}
+	return a.doc, nil
 }
 
 // Wait waits for the task whose status is served at statusURL to end and
-// returns its final state. It long-polls, so it learns of the end as soon
-// as the server does; against a server that answers at once it polls every
-// Retry-After. It waits out 503 answers for their Retry-After, and returns
-// any other error answer (such as 404 for an unknown task) as a
-// [*ResponseError]. If the task's lease ends before the task does, Wait
-// returns its last state with [ErrAbandoned], judged by the local clock.
-// When ctx ends first, Wait returns the last state it read with ctx's
-// error.
-func (c *Client) Wait(ctx context.Context, statusURL string) (store.State, error) {
+// returns its final document. It long-polls, so it learns of the end as
+// soon as the server does; against a server that answers at once it polls
+// every Retry-After. It waits out 503 answers for their Retry-After, and
+// returns any other error answer (such as 404 for an unknown task) as a
+// [*ResponseError]. If the server says that the task was abandoned, Wait
+// returns its document with [ErrAbandoned]. When ctx ends first, Wait
+// returns the last document it read with ctx's error.
+func (c *Client) Wait(ctx context.Context, statusURL string) (Document, error) {
 	u, err := c.resolve(statusURL)
 	if err != nil {
-		return store.State{}, err
+		return Document{}, err
 	}
-	var last store.State
+	last := Document{IDField: c.IDField}
 	for {
-		wait := c.PollWait
-		if wait <= 0 {
-			wait = defaultPollWait
-		}
-		if d, ok := ctx.Deadline(); ok {
-			wait = min(wait, time.Until(d))
-		}
-		if !last.LeaseUntil.IsZero() {
-			wait = min(wait, time.Until(last.LeaseUntil)) // a renewal is a change
-		}
-		wait = max(wait, time.Millisecond)
+		wait := c.pollWait(ctx)
 		start := time.Now()
-		st, changed, pause, err := c.poll(ctx, u, wait, last.Version)
-		if err == nil && changed {
-			last = st
-		}
+		a, err := c.poll(ctx, u, wait, last)
 		switch {
-		case err == nil && last.Status.Terminal():
-			return last, nil
-		case err == nil && last.Stale(time.Now()):
-			return last, fmt.Errorf("httpapi: wait for %s: %w", u, ErrAbandoned)
-		case err == nil && (changed || time.Since(start) >= wait):
-			continue // news, or a long poll that timed out: ask again
-		case err == nil, errors.Is(err, store.ErrUnavailable):
-			// No news before the wait ended (the server does not
-			// long-poll), or 503: ask again after Retry-After.
-		default:
+		case err != nil && !errors.Is(err, store.ErrUnavailable):
 			return last, err
+		case err != nil:
+			// 503: ask again after Retry-After.
+		case a.changed:
+			last = a.doc
+			if last.Status.Terminal() {
+				return last, nil
+			}
+			if last.Abandoned {
+				return last, fmt.Errorf("httpapi: wait for %s: %w", u, ErrAbandoned)
+			}
+			continue
+		case time.Since(start) >= wait:
+			continue // a long poll that timed out: ask again
 		}
-		t := time.NewTimer(pause)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return last, fmt.Errorf("httpapi: wait for %s: %w", u, context.Cause(ctx))
-		case <-t.C:
+		// No news before the wait ended (the server does not long-poll),
+		// or 503.
+		if err := sleep(ctx, a.pause); err != nil {
+			return last, fmt.Errorf("httpapi: wait for %s: %w", u, err)
 		}
+	}
+}
+
+// pollWait returns the wait a long poll of Wait asks for: PollWait, within
+// ctx's deadline.
+func (c *Client) pollWait(ctx context.Context) time.Duration {
+	wait := c.PollWait
+	if wait <= 0 {
+		wait = defaultPollWait
+	}
+	if d, ok := ctx.Deadline(); ok {
+		wait = min(wait, time.Until(d))
+	}
+	return max(wait, time.Millisecond)
+}
+
+// sleep waits for d, or returns ctx's cause if it ends first.
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	case <-t.C:
+		return nil
 	}
 }
 
@@ -166,11 +184,16 @@ func (c *Client) resolve(statusURL string) (*url.URL, error) {
 	return u, nil
 }
 
+// answer is what a poll learnt.
+type answer struct {
+	doc     Document      // the document served, if any
+	changed bool          // a document other than the one the poll named was served
+	pause   time.Duration // the answer's Retry-After, or defaultPause if it has none
+}
+
 // poll reads the status at u once. With wait > 0 it is a long poll from
-// version known (0: none): changed reports whether the answer is a state
-// other than that version. pause is the answer's Retry-After, or
-// defaultPause if it has none.
-func (c *Client) poll(ctx context.Context, u *url.URL, wait time.Duration, known int64) (st store.State, changed bool, pause time.Duration, err error) {
+// last, the document the client has (none if its version is 0).
+func (c *Client) poll(ctx context.Context, u *url.URL, wait time.Duration, last Document) (answer, error) {
 	if wait > 0 {
 		v := u.Query()
 		v.Set("wait", wait.String())
@@ -178,15 +201,218 @@ func (c *Client) poll(ctx context.Context, u *url.URL, wait time.Duration, known
 		lp.RawQuery = v.Encode()
 		u = &lp
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	var tag string
+	if last.Version > 0 {
+		tag = etag(last.Version, last.Abandoned)
+	}
+	resp, err := c.do(ctx, u, tag)
 	if err != nil {
-		return st, false, 0, fmt.Errorf("httpapi: get %s: %w", u, err)
+		return answer{}, err
+	}
+	a := answer{doc: Document{IDField: c.IDField}, pause: defaultPause}
+	if pause, ok := retryAfter(resp.header.Get("Retry-After")); ok {
+		a.pause = pause
+	}
+	switch resp.code {
+	case http.StatusOK:
+		if err := json.Unmarshal(resp.body, &a.doc); err != nil {
+			return answer{}, fmt.Errorf("httpapi: decode status from %s: %w", u, err)
+		}
+		a.changed = a.doc.Version != last.Version || a.doc.Abandoned != last.Abandoned
+		return a, nil
+	case http.StatusNotModified:
+		return a, nil
+	}
+	return a, resp.err()
+}
+
+// List returns an iterator over the tasks that the list handler
+// ([ListHandler]) at listURL finds with f, newest first, reading pages of
+// pageSize tasks (0 leaves it to the handler) as the loop goes on. It
+// stops at the first error, which it yields with a zero Document: an
+// error answer, such as 400 for an invalid filter, is a
+// [*ResponseError]. A page larger than 8 MB is an error too: ask for
+// smaller pages.
+func (c *Client) List(ctx context.Context, listURL string, f store.Filter, pageSize int) iter.Seq2[Document, error] {
+	return func(yield func(Document, error) bool) {
+		u, err := c.resolve(listURL)
+		if err != nil {
+			yield(Document{}, err)
+			return
+		}
+		v := filterQuery(u.Query(), f)
+		if pageSize != 0 {
+			v.Set("page_size", strconv.Itoa(pageSize))
+		}
+		for {
+			page := struct {
+				Tasks         []json.RawMessage `json:"tasks"`
+				NextPageToken string            `json:"next_page_token"`
+			}{}
+			if err := c.getJSON(ctx, u, v, &page); err != nil {
+				yield(Document{}, err)
+				return
+			}
+			for _, raw := range page.Tasks {
+				doc := Document{IDField: c.IDField}
+				if err := json.Unmarshal(raw, &doc); err != nil {
+					yield(Document{}, fmt.Errorf("httpapi: decode a task listed at %s: %w", u, err))
+					return
+				}
+				if !yield(doc, nil) {
+					return
+				}
+			}
+			if page.NextPageToken == "" {
+				return
+			}
+			v.Set("page_token", page.NextPageToken)
+		}
+	}
+}
+
+// Counts returns the counts of tasks by status that the counts handler
+// ([CountsHandler]) at countsURL serves for f, every status present. f
+// may set Kind and Label only; the handler refuses other fields.
+func (c *Client) Counts(ctx context.Context, countsURL string, f store.Filter) (map[store.Status]int64, error) {
+	u, err := c.resolve(countsURL)
+	if err != nil {
+		return nil, err
+	}
+	var answer struct {
+		Counts map[store.Status]int64 `json:"counts"`
+	}
+	if err := c.getJSON(ctx, u, filterQuery(u.Query(), f), &answer); err != nil {
+		return nil, err
+	}
+	return answer.Counts, nil
+}
+
+// Cancel asks the cancel handler ([CancelHandler]) at cancelURL for the
+// cancellation of its task, for reason (which may be empty), and returns
+// the task's status URL, resolved. An error answer is returned as a
+// [*ResponseError]: 409 if the task has ended, 404 if it is unknown.
+func (c *Client) Cancel(ctx context.Context, cancelURL, reason string) (string, error) {
+	var body []byte
+	if reason != "" {
+		body, _ = json.Marshal(map[string]string{"reason": reason}) // a string cannot fail
+	}
+	return c.post(ctx, cancelURL, body)
+}
+
+// Retry asks the retry handler ([RetryHandler]) at retryURL for a new
+// attempt of its task, and returns the task's status URL, resolved. An
+// error answer is returned as a [*ResponseError]: 409 if the task has not
+// ended, 404 if it is unknown.
+func (c *Client) Retry(ctx context.Context, retryURL string) (string, error) {
+	return c.post(ctx, retryURL, nil)
+}
+
+// post POSTs body, JSON if it is not empty, to rawURL and returns the
+// Location of a 202 answer, resolved against rawURL.
+func (c *Client) post(ctx context.Context, rawURL string, body []byte) (string, error) {
+	u, err := c.resolve(rawURL)
+	if err != nil {
+		return "", err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u.String(), bytes.NewReader(body))
+	if err != nil {
+		return "", fmt.Errorf("httpapi: post %s: %w", u, err)
 	}
 	req.Header.Set("Accept", "application/json")
-	if known > 0 {
-		req.Header.Set("If-None-Match", etag(known))
+	if len(body) > 0 {
+		req.Header.Set("Content-Type", "application/json")
 	}
-	if id := tracker.CorrelationID(ctx); id != "" {
+	resp, err := c.send(req)
+	if err != nil {
+		return "", err
+	}
+	if resp.code != http.StatusAccepted {
+		return "", resp.err()
+	}
+	loc, err := u.Parse(resp.header.Get("Location"))
+	if err != nil {
+		return "", fmt.Errorf("httpapi: the Location of the answer of %s: %w", u, err)
+	}
+	return loc.String(), nil
+}
+
+// filterQuery adds the query parameters of f to v and returns it.
+func filterQuery(v url.Values, f store.Filter) url.Values {
+	for _, s := range f.Statuses {
+		v.Add("status", string(s))
+	}
+	if f.Kind != "" {
+		v.Set("kind", f.Kind)
+	}
+	if f.Label != (store.Label{}) {
+		v.Set("label", f.Label.Key+":"+f.Label.Value)
+	}
+	for name, t := range map[string]time.Time{
+		"created_after":      f.CreatedAfter,
+		"created_before":     f.CreatedBefore,
+		"lease_ended_before": f.LeaseEndedBefore,
+	} {
+		if !t.IsZero() {
+			v.Set(name, t.UTC().Format(time.RFC3339Nano))
+		}
+	}
+	return v
+}
+
+// getJSON GETs u with the query v and decodes its answer, a JSON
+// document, into out.
+func (c *Client) getJSON(ctx context.Context, u *url.URL, v url.Values, out any) error {
+	q := *u
+	q.RawQuery = v.Encode()
+	resp, err := c.do(ctx, &q, "")
+	if err != nil {
+		return err
+	}
+	if resp.code != http.StatusOK {
+		return resp.err()
+	}
+	if err := json.Unmarshal(resp.body, out); err != nil {
+		return fmt.Errorf("httpapi: decode the answer of %s: %w", &q, err)
+	}
+	return nil
+}
+
+// reply is the answer to a request, read whole.
+type reply struct {
+	code   int
+	header http.Header
+	body   []byte
+}
+
+// err returns the error of an answer that is not 200 or 304: a
+// *ResponseError.
+func (r reply) err() error {
+	rerr := &ResponseError{StatusCode: r.code}
+	rerr.RetryAfter, _ = retryAfter(r.header.Get("Retry-After"))
+	_ = json.Unmarshal(r.body, &rerr.Problem) // a body that is not a problem leaves it zero
+	return rerr
+}
+
+// do GETs u, with If-None-Match: ifNoneMatch unless it is "", and returns
+// its answer, read.
+func (c *Client) do(ctx context.Context, u *url.URL, ifNoneMatch string) (reply, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	if err != nil {
+		return reply{}, fmt.Errorf("httpapi: get %s: %w", u, err)
+	}
+	req.Header.Set("Accept", "application/json")
+	if ifNoneMatch != "" {
+		req.Header.Set("If-None-Match", ifNoneMatch)
+	}
+	return c.send(req)
+}
+
+// send sends req, with the correlation id of its context, and returns its
+// answer, read.
+func (c *Client) send(req *http.Request) (reply, error) {
+	u := req.URL
+	if id := tracker.CorrelationID(req.Context()); id != "" {
 		req.Header.Set(CorrelationIDHeader, id)
 	}
 	hc := c.HTTPClient
@@ -195,7 +421,7 @@ func (c *Client) poll(ctx context.Context, u *url.URL, wait time.Duration, known
 	}
 	resp, err := hc.Do(req)
 	if err != nil {
-		return st, false, 0, fmt.Errorf("httpapi: get status: %w", err)
+		return reply{}, fmt.Errorf("httpapi: %s %s: %w", req.Method, u, err)
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxDocumentSize+1))
@@ -203,27 +429,9 @@ func (c *Client) poll(ctx context.Context, u *url.URL, wait time.Duration, known
 		err = fmt.Errorf("document larger than %d bytes", maxDocumentSize)
 	}
 	if err != nil {
-		return st, false, 0, fmt.Errorf("httpapi: read status from %s: %w", u, err)
+		return reply{}, fmt.Errorf("httpapi: read the answer of %s: %w", u, err)
 	}
-	pause, ok := retryAfter(resp.Header.Get("Retry-After"))
-	if !ok {
-		pause = defaultPause
-	}
-	switch resp.StatusCode {
-	case http.StatusOK:
-		if st, err = decodeState(body, c.IDField); err != nil {
-			return st, false, 0, fmt.Errorf("httpapi: decode status from %s: %w", u, err)
-		}
-		return st, st.Version != known, pause, nil
-	case http.StatusNotModified:
-		return st, false, pause, nil
-	}
-	rerr := &ResponseError{StatusCode: resp.StatusCode}
-	if ok {
-		rerr.RetryAfter = pause
-	}
-	_ = json.Unmarshal(body, &rerr.Problem) // a body that is not a problem leaves it zero
-	return st, false, pause, rerr
+	return reply{code: resp.StatusCode, header: resp.Header, body: body}, nil
 }
 
 // retryAfter parses a Retry-After value, seconds or an HTTP date, and
@@ -236,54 +444,4 @@ func retryAfter(v string) (time.Duration, bool) {
 		return max(time.Until(t), 0), true
 	}
 	return 0, false
-}
-
-// decodeState decodes a default status document whose id field is named
-// idField: the fields the document defines go to the State's fields (but
-// pipeline_steps, which Steps holds too), every other field to Result.
-func decodeState(body []byte, idField string) (store.State, error) {
-	if idField == "" {
-		idField = DefaultIDField
-	}
-	var fields map[string]json.RawMessage
-	if err := json.Unmarshal(body, &fields); err != nil {
-		return store.State{}, err
-	}
-	var st store.State
-	delete(fields, "pipeline_steps")
-	for _, f := range []struct {
-		name string
-		dst  any
-	}{
-		{idField, &st.ID},
-		{"correlation_id", &st.CorrelationID},
-		{"status", &st.Status},
-		{"started_at", &st.StartedAt},
-		{"completed_at", &st.CompletedAt},
-		{"error_message", &st.ErrorMessage},
-		{"error_details", &st.ErrorDetails},
-		{"steps", &st.Steps},
-		{"progress", &st.Progress},
-		{"attempt", &st.Attempt},
-		{"version", &st.Version},
-		{"created_at", &st.CreatedAt},
-		{"updated_at", &st.UpdatedAt},
-		{"lease_until", &st.LeaseUntil},
-	} {
-		raw, ok := fields[f.name]
-		if !ok {
-			continue
-		}
-		delete(fields, f.name)
-		if err := json.Unmarshal(raw, f.dst); err != nil { // null leaves the zero value
-			return store.State{}, fmt.Errorf("field %q: %w", f.name, err)
-		}
-	}
-	if !st.Status.Valid() {
-		return store.State{}, fmt.Errorf("status %q is not a task status", st.Status)
-	}
-	if len(fields) > 0 {
-		st.Result = fields
-	}
-	return st, nil
 }

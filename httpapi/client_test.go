@@ -28,7 +28,7 @@ type clientFixture struct {
 
 func newClientFixture(t *testing.T) *clientFixture {
 	f := newFixture(t)
-	srv := httptest.NewServer(f.handler())
+	srv := httptest.NewServer(f.handler(t))
 	t.Cleanup(srv.Close)
 	return &clientFixture{f, srv, &httpapi.Client{HTTPClient: srv.Client(), BaseURL: srv.URL}}
 }
@@ -36,19 +36,20 @@ func newClientFixture(t *testing.T) *clientFixture {
 func TestClientGet(t *testing.T) {
 	f := newClientFixture(t)
 	ctx := t.Context()
-	f.running(t, "t 1")
-	require.NoError(t, f.tr.SucceedStep(ctx, "t 1", seedSteps[0]))
-	require.NoError(t, f.tr.SetProgress(ctx, "t 1", store.Progress{Done: 1, Total: 5, Message: "one"}))
-	require.NoError(t, f.tr.SetResult(ctx, "t 1", map[string]any{"entities_extracted": 42, "tags": []string{"a"}}))
+	run := f.running(t, "t 1")
+	require.NoError(t, run.Apply(ctx, tracker.SucceedStep(seedSteps[0])))
+	require.NoError(t, run.Apply(ctx, tracker.SetProgress(store.Progress{Done: 1, Total: 5, Message: "one"})))
+	require.NoError(t, run.Apply(ctx, tracker.SetResult(map[string]any{"entities_extracted": 42, "tags": []string{"a"}})))
 	f.clock.Advance(1234 * time.Millisecond)
-	require.NoError(t, f.tr.Fail(ctx, "t 1", errors.New("boom"), map[string]any{"project_id": "p"}))
+	require.NoError(t, run.Apply(ctx, tracker.Fail(errors.New("boom"), map[string]any{"project_id": "p"})))
 	want, err := f.tr.Get(ctx, "t 1")
 	require.NoError(t, err)
 
 	for _, u := range []string{"/tasks/t%201/status", f.srv.URL + "/tasks/t%201/status"} {
 		got, err := f.client.Get(ctx, u)
 		require.NoError(t, err, u)
-		assert.True(t, want.Equal(got), "got %+v\nwant %+v", got, want)
+		assert.True(t, want.Equal(got.State), "got %+v\nwant %+v", got, want)
+		assert.False(t, got.Abandoned)
 	}
 
 	_, err = (&httpapi.Client{}).Get(ctx, "/tasks/t%201/status")
@@ -66,7 +67,7 @@ func TestClientErrors(t *testing.T) {
 	assert.Equal(t, "/tasks/nope/status", rerr.Problem.Instance)
 
 	mux := http.NewServeMux()
-	mux.Handle(pattern, httpapi.StatusHandler(faultStore{f.store, store.ErrUnavailable},
+	mux.Handle(pattern, newHandler(t, faultStore{f.store, store.ErrUnavailable},
 		httpapi.WithErrorHandler(func(context.Context, error) {})))
 	down := httptest.NewServer(mux)
 	defer down.Close()
@@ -80,10 +81,10 @@ func TestClientErrors(t *testing.T) {
 func TestClientWait(t *testing.T) {
 	f := newClientFixture(t)
 	f.running(t, "t")
-	other := f.newTracker(t) // another instance does the work
+	other := f.newTracker(t, f.mem) // another instance does the work
 
 	done := make(chan error, 1)
-	var got store.State
+	var got httpapi.Document
 	go func() {
 		var err error
 		got, err = f.client.Wait(t.Context(), "/tasks/t/status")
@@ -91,11 +92,11 @@ func TestClientWait(t *testing.T) {
 	}()
 	for i, step := range seedSteps {
 		f.store.waitStarted(t, i+1) // the client long-polls, again after each change
-		require.NoError(t, other.SucceedStep(t.Context(), "t", step), "step %d", i)
+		require.NoError(t, other.Apply(t.Context(), "t", tracker.SucceedStep(step)), "step %d", i)
 	}
 	f.store.waitStarted(t, len(seedSteps)+1)
-	require.NoError(t, other.SetResult(t.Context(), "t", map[string]any{"vector_indexed": true}))
-	require.NoError(t, other.Succeed(t.Context(), "t"))
+	require.NoError(t, other.Apply(t.Context(), "t", tracker.SetResult(map[string]any{"vector_indexed": true})))
+	require.NoError(t, other.Apply(t.Context(), "t", tracker.Succeed()))
 	select {
 	case err := <-done:
 		require.NoError(t, err)
@@ -177,26 +178,34 @@ func TestClientBadDocument(t *testing.T) {
 	}
 }
 
-// TestClientWaitAbandoned checks that Wait gives up on a task whose lease
-// ends: its work stopped without ending it.
+// TestClientWaitAbandoned checks that Wait gives up on a task that the
+// server says was abandoned: its lease ended before it did, by the
+// server's clock.
 func TestClientWaitAbandoned(t *testing.T) {
 	f := newClientFixture(t)
-	leased, err := tracker.New(f.mem, tracker.WithLease(50*time.Millisecond),
-		tracker.WithErrorHandler(func(context.Context, error) {}))
+	f.leased(t, f.mem)
+	before, err := f.client.Get(t.Context(), "/tasks/t/status")
 	require.NoError(t, err)
-	require.NoError(t, leased.Create(t.Context(), "t"))
-	require.NoError(t, leased.Start(t.Context(), "t"))
+	require.False(t, before.Abandoned)
 
-	rec := serve(f.handler(), "/tasks/t/status")
-	lease, err := time.Parse(time.RFC3339, document(t, rec.Body.Bytes())["lease_until"].(string))
-	require.NoError(t, err)
-
-	start := time.Now()
-	st, err := f.client.Wait(t.Context(), "/tasks/t/status")
-	require.ErrorIs(t, err, httpapi.ErrAbandoned)
-	assert.Equal(t, store.StatusRunning, st.Status)
-	assert.True(t, lease.Equal(st.LeaseUntil), "lease_until %v, want %v", st.LeaseUntil, lease)
-	assert.True(t, st.Stale(time.Now()))
-	t.Logf("abandoned after %v", time.Since(start))
+	done := make(chan error, 1)
+	var got httpapi.Document
+	go func() {
+		var err error
+		got, err = f.client.Wait(t.Context(), "/tasks/t/status")
+		done <- err
+	}()
+	f.store.waitFor(t, 1)
+	f.clock.waitPending(t, 1) // the server waits for the lease to end
+	f.clock.Advance(leaseTime + time.Millisecond)
+	select {
+	case err := <-done:
+		require.ErrorIs(t, err, httpapi.ErrAbandoned)
+	case <-time.After(hangGuard):
+		t.Fatal("Wait did not return")
+	}
+	assert.True(t, got.Abandoned)
+	assert.Equal(t, store.StatusRunning, got.Status)
+	assert.True(t, before.LeaseUntil.Equal(got.LeaseUntil), "lease_until %v, want %v", got.LeaseUntil, before.LeaseUntil)
 	f.store.waitFor(t, 0)
 }

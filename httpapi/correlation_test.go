@@ -87,7 +87,7 @@ func TestCorrelationEndToEnd(t *testing.T) {
 	defer work.Wait()
 	release := make(chan struct{})
 	mux := http.NewServeMux()
-	mux.Handle(mount, httpapi.StatusHandler(f.store,
+	mux.Handle(mount, newHandler(t, f.store,
 		httpapi.WithPathValue(statusPath.Wildcard()), httpapi.WithIDField("document_id")))
 	mux.HandleFunc("POST /process/document", func(w http.ResponseWriter, r *http.Request) {
 		var in struct {
@@ -97,15 +97,16 @@ func TestCorrelationEndToEnd(t *testing.T) {
 			http.Error(w, "bad request", http.StatusBadRequest)
 			return
 		}
-		if err := f.tr.Create(r.Context(), in.DocumentID, seedSteps...); err != nil {
+		if err := f.tr.Apply(r.Context(), in.DocumentID, tracker.Create(seedSteps...)); err != nil {
 			http.Error(w, "conflict", http.StatusConflict)
 			return
 		}
 		ctx := context.WithoutCancel(r.Context()) // the work outlives the request
 		work.Go(func() {
 			<-release
-			_ = f.tr.Start(ctx, in.DocumentID)
-			_ = f.tr.Succeed(ctx, in.DocumentID)
+			if run, err := f.tr.Start(ctx, in.DocumentID); err == nil {
+				_ = run.Apply(ctx, tracker.Succeed())
+			}
 		})
 		_ = httpapi.WriteAccepted(w, statusPath.URL(in.DocumentID), 0, map[string]any{"document_id": in.DocumentID})
 	})

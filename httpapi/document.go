@@ -2,244 +2,217 @@ package httpapi
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"maps"
 	"slices"
-	"strconv"
-	"sync"
 	"time"
-	"unicode/utf8"
 
 	"github.com/taskstatus/taskstatus/store"
 )
 
-// rendered is a state encoded for the wire. It is shared by every request
-// that serves the same version: read-only.
-type rendered struct {
-	body   []byte // the JSON document, on one line
-	etag   string
-	length string // len(body), for Content-Length
-}
-
-// render returns st encoded as the handler's document, from the cache when
-// st was rendered before.
-func (h *handler) render(st store.State) (*rendered, error) {
-	if doc := h.cache.get(st); doc != nil {
-		return doc, nil
-	}
-	var body []byte
-	var err error
-	if h.document != nil {
-		body, err = json.Marshal(h.document(st))
-	} else {
-		body, err = appendDocument(make([]byte, 0, 1024), st, h.idField)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("render task %q version %d: %w", st.ID, st.Version, err)
-	}
-	doc := &rendered{body: body, etag: etag(st.Version), length: strconv.Itoa(len(body))}
-	h.cache.put(st, doc)
-	return doc, nil
-}
-
-// Bounds of a handler's cache of renderings: the bytes of documents it
-// keeps, and the largest document it keeps.
-const (
-	maxCacheBytes = 8 << 20
-	maxCachedDoc  = maxCacheBytes / 16
-)
-
-// renderCache keeps the latest rendering of recently served tasks, so that
-// the clients polling or streaming a task share one encoding per version.
+// Document is the status document of a task: what [StatusHandler] serves
+// and what a [Client] reads. Its JSON form (see [Document.MarshalJSON])
+// keeps the origin service's member names.
 //
-// An entry serves a state of the same task, version, attempt and creation
-// and update times: a task deleted and created again within the same
-// millisecond and with as many writes could be served its predecessor's
-// rendering, as it would be answered 304 for its predecessor's ETag.
-type renderCache struct {
-	mu      sync.RWMutex
-	entries map[string]cacheEntry
-	size    int // bytes of the documents in entries
+// The handler makes a Document of each state it serves, with its own
+// verdict on whether the task was abandoned; a Client decodes one with
+// [Document.UnmarshalJSON], the IDField set first.
+type Document struct {
+	// IDField names the member that holds the task id; "" means
+	// [DefaultIDField]. It is not itself a member.
+	IDField string
+
+	// State is the task's state. Each of its fields is a member of the
+	// document, and each of its result fields too.
+	store.State
+
+	// Abandoned is the server's verdict, when it served the document,
+	// on whether the task was abandoned ([store.State.Abandoned]): it
+	// has not ended and its lease has. It is judged by the server's
+	// clock, so that a client need not compare clocks.
+	Abandoned bool
 }
 
-type cacheEntry struct {
-	version   int64
-	attempt   int
-	createdAt time.Time
-	updatedAt time.Time
-	doc       *rendered
-}
-
-func (c *renderCache) init() {
-	c.entries = make(map[string]cacheEntry)
-}
-
-// get returns the rendering of st, or nil.
-func (c *renderCache) get(st store.State) *rendered {
-	c.mu.RLock()
-	e, ok := c.entries[st.ID]
-	c.mu.RUnlock()
-	if !ok || e.version != st.Version || e.attempt != st.Attempt ||
-		!e.createdAt.Equal(st.CreatedAt) || !e.updatedAt.Equal(st.UpdatedAt) {
-		return nil
-	}
-	return e.doc
-}
-
-// put keeps doc as the rendering of st, unless it keeps a later version
-// of the same task or doc is too large. It makes room by dropping
-// arbitrary entries.
-func (c *renderCache) put(st store.State, doc *rendered) {
-	if len(doc.body) > maxCachedDoc {
-		return
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if e, ok := c.entries[st.ID]; ok {
-		if e.createdAt.Equal(st.CreatedAt) && e.version > st.Version {
-			return
+// MarshalJSON encodes d as a JSON object on one line. Its members are, in
+// order:
+//
+//   - the task id, named by IDField;
+//   - correlation_id, status, started_at, completed_at, error_message
+//     and error_details;
+//   - the result fields ([store.State.Result]), in name order, but those
+//     named like another member of the document, so that no result can
+//     change what the document says about the task;
+//   - pipeline_steps, an object that maps each step's name to its
+//     status, in the steps' order;
+//   - steps, the list of the steps, each an object with name, status,
+//     started_at, completed_at, error and attempt;
+//   - progress, an object with done, total and message;
+//   - attempt, version, created_at, updated_at, lease_until, abandoned,
+//     incarnation, kind and labels (an object of the labels' values by
+//     their keys);
+//   - cancel_requested_at and cancel_reason, and previous_attempts, the
+//     list of the outcomes of earlier attempts, oldest first, each an
+//     object with attempt, status, started_at, completed_at,
+//     error_message and error_details.
+//
+// Times are RFC 3339 in UTC to the millisecond, trailing zeros of the
+// fraction left out as the origin service writes them
+// ("2025-11-12T10:00:05.234Z"). Absent values are null: an empty string,
+// a zero time, error details or progress that have none. Strings are
+// escaped as [encoding/json] does but for its HTML escaping. MarshalJSON
+// fails if a result field or an error detail is not valid JSON.
+func (d Document) MarshalJSON() ([]byte, error) {
+	head, tail := d.members()
+	o := head
+	for _, name := range slices.Sorted(maps.Keys(d.Result)) {
+		if !documentMember(name) && name != head[0].name {
+			o = append(o, member{name, d.Result[name]})
 		}
-		delete(c.entries, st.ID)
-		c.size -= len(e.doc.body)
 	}
-	for id, e := range c.entries {
-		if c.size+len(doc.body) <= maxCacheBytes {
-			break
-		}
-		delete(c.entries, id)
-		c.size -= len(e.doc.body)
-	}
-	c.entries[st.ID] = cacheEntry{
-		version:   st.Version,
-		attempt:   st.Attempt,
-		createdAt: st.CreatedAt,
-		updatedAt: st.UpdatedAt,
-		doc:       doc,
-	}
-	c.size += len(doc.body)
+	o = append(o, member{"pipeline_steps", pipelineSteps(d.Steps)})
+	return append(o, tail...).MarshalJSON()
 }
 
-// documentField reports whether name is a field of the default document,
-// which a result field of the same name cannot replace.
-func documentField(name, idField string) bool {
+// UnmarshalJSON decodes a document that [Document.MarshalJSON] encoded,
+// with the id member named by d.IDField: the members it defines go to
+// their fields (but pipeline_steps, which Steps holds too), every other
+// member to the result fields. A missing member leaves its field zero, and
+// so does null. It refuses a status that is not a task status.
+func (d *Document) UnmarshalJSON(b []byte) error {
+	var members map[string]json.RawMessage
+	if err := json.Unmarshal(b, &members); err != nil {
+		return err
+	}
+	doc := Document{IDField: d.IDField}
+	head, tail := doc.members()
+	delete(members, "pipeline_steps")
+	for _, m := range slices.Concat(head, tail) {
+		raw, ok := members[m.name]
+		if !ok {
+			continue
+		}
+		delete(members, m.name)
+		if err := json.Unmarshal(raw, m.value); err != nil {
+			return fmt.Errorf("httpapi: document member %q: %w", m.name, err)
+		}
+	}
+	if !doc.Status.Valid() {
+		return fmt.Errorf("httpapi: document status %q is not a task status", doc.Status)
+	}
+	if len(members) > 0 {
+		doc.Result = members
+	}
+	*d = doc
+	return nil
+}
+
+// members returns the members of d's document that hold its fields: those
+// before the result fields, and those after pipeline_steps. Each value
+// points to its field, as a type that encodes it as the document does; a
+// type decodes it back.
+func (d *Document) members() (head, tail object) {
+	head = object{
+		{cmp.Or(d.IDField, DefaultIDField), &d.ID},
+		{"correlation_id", (*optString)(&d.CorrelationID)},
+		{"status", &d.Status},
+		{"started_at", (*docTime)(&d.StartedAt)},
+		{"completed_at", (*docTime)(&d.CompletedAt)},
+		{"error_message", (*optString)(&d.ErrorMessage)},
+		{"error_details", (*optFields)(&d.ErrorDetails)},
+	}
+	tail = object{
+		{"steps", (*docSteps)(&d.Steps)},
+		{"progress", (*optProgress)(&d.Progress)},
+		{"attempt", &d.Attempt},
+		{"version", &d.Version},
+		{"created_at", (*docTime)(&d.CreatedAt)},
+		{"updated_at", (*docTime)(&d.UpdatedAt)},
+		{"lease_until", (*docTime)(&d.LeaseUntil)},
+		{"abandoned", &d.Abandoned},
+		{"incarnation", (*optString)(&d.Incarnation)},
+		{"kind", (*optString)(&d.Kind)},
+		{"labels", (*optLabels)(&d.Labels)},
+		{"cancel_requested_at", (*docTime)(&d.CancelRequestedAt)},
+		{"cancel_reason", (*optString)(&d.CancelReason)},
+		{"previous_attempts", (*docAttempts)(&d.PreviousAttempts)},
+	}
+	return head, tail
+}
+
+// documentMember reports whether name is the name of a member of the
+// document but the id member, which a result field of the same name
+// cannot replace.
+func documentMember(name string) bool {
 	switch name {
 	case "correlation_id", "status", "started_at", "completed_at", "error_message",
 		"error_details", "pipeline_steps", "steps", "progress", "attempt", "version",
-		"created_at", "updated_at", "lease_until":
+		"created_at", "updated_at", "lease_until", "abandoned", "incarnation", "kind", "labels",
+		"cancel_requested_at", "cancel_reason", "previous_attempts":
 		return true
 	}
-	return name == idField
+	return false
 }
 
-// appendDocument appends the default status document of st to b, on one
-// line. Its fields are, in order: the id (named idField), correlation_id,
-// status, started_at, completed_at, error_message, error_details, the
-// result fields by name, pipeline_steps, steps, progress, attempt,
-// version, created_at, updated_at and lease_until. A result or error detail that is not
-// valid JSON is reported with [store.ErrCorrupt].
-func appendDocument(b []byte, st store.State, idField string) ([]byte, error) {
-	var err error
-	b = append(b, '{')
-	b = appendString(b, idField)
-	b = append(b, ':')
-	b = appendString(b, st.ID)
-	b = append(b, `,"correlation_id":`...)
-	b = appendOptString(b, st.CorrelationID)
-	b = append(b, `,"status":`...)
-	b = appendString(b, string(st.Status))
-	b = append(b, `,"started_at":`...)
-	b = appendTime(b, st.StartedAt)
-	b = append(b, `,"completed_at":`...)
-	b = appendTime(b, st.CompletedAt)
-	b = append(b, `,"error_message":`...)
-	b = appendOptString(b, st.ErrorMessage)
-	b = append(b, `,"error_details":`...)
-	if len(st.ErrorDetails) == 0 {
-		b = append(b, "null"...)
-	} else {
-		b = append(b, '{')
-		for i, k := range slices.Sorted(maps.Keys(st.ErrorDetails)) {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			if b, err = appendField(b, k, st.ErrorDetails[k]); err != nil {
-				return nil, fmt.Errorf("error detail %q: %w", k, err)
-			}
-		}
-		b = append(b, '}')
-	}
-	for _, k := range slices.Sorted(maps.Keys(st.Result)) {
-		if documentField(k, idField) {
-			continue
-		}
-		b = append(b, ',')
-		if b, err = appendField(b, k, st.Result[k]); err != nil {
-			return nil, fmt.Errorf("result field %q: %w", k, err)
-		}
-	}
-	b = append(b, `,"pipeline_steps":{`...)
-	for i, s := range st.Steps {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = appendString(b, s.Name)
-		b = append(b, ':')
-		b = appendString(b, string(s.Status))
-	}
-	b = append(b, `},"steps":[`...)
-	for i, s := range st.Steps {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = append(b, `{"name":`...)
-		b = appendString(b, s.Name)
-		b = append(b, `,"status":`...)
-		b = appendString(b, string(s.Status))
-		b = append(b, `,"started_at":`...)
-		b = appendTime(b, s.StartedAt)
-		b = append(b, `,"completed_at":`...)
-		b = appendTime(b, s.CompletedAt)
-		b = append(b, `,"error":`...)
-		b = appendOptString(b, s.Error)
-		b = append(b, `,"attempt":`...)
-		b = strconv.AppendInt(b, int64(s.Attempt), 10)
-		b = append(b, '}')
-	}
-	b = append(b, `],"progress":`...)
-	if st.Progress == (store.Progress{}) {
-		b = append(b, "null"...)
-	} else {
-		b = append(b, `{"done":`...)
-		b = strconv.AppendInt(b, st.Progress.Done, 10)
-		b = append(b, `,"total":`...)
-		b = strconv.AppendInt(b, st.Progress.Total, 10)
-		b = append(b, `,"message":`...)
-		b = appendString(b, st.Progress.Message)
-		b = append(b, '}')
-	}
-	b = append(b, `,"attempt":`...)
-	b = strconv.AppendInt(b, int64(st.Attempt), 10)
-	b = append(b, `,"version":`...)
-	b = strconv.AppendInt(b, st.Version, 10)
-	b = append(b, `,"created_at":`...)
-	b = appendTime(b, st.CreatedAt)
-	b = append(b, `,"updated_at":`...)
-	b = appendTime(b, st.UpdatedAt)
-	b = append(b, `,"lease_until":`...)
-	b = appendTime(b, st.LeaseUntil)
-	return append(b, '}'), nil
+// member is one member of a JSON object.
+type member struct {
+	name  string
+	value any
 }
 
-// appendField appends "name":value, with value compacted onto one line.
-func appendField(b []byte, name string, value json.RawMessage) ([]byte, error) {
-	b = appendString(b, name)
-	b = append(b, ':')
-	buf := bytes.NewBuffer(b)
-	if err := json.Compact(buf, value); err != nil {
-		return nil, fmt.Errorf("%w: %w", store.ErrCorrupt, err)
+// object is a JSON object whose members are encoded in their order, which
+// a Go map or struct cannot give: the id member's name is the handler's,
+// and the result fields are members of the document itself.
+type object []member
+
+func (o object) MarshalJSON() ([]byte, error) {
+	var b bytes.Buffer
+	enc := newEncoder(&b)
+	b.WriteByte('{')
+	for i, m := range o {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		if err := enc.Encode(m.name); err != nil {
+			return nil, fmt.Errorf("member name %q: %w", m.name, err)
+		}
+		b.Truncate(b.Len() - 1) // the newline Encode ends each value with
+		b.WriteByte(':')
+		if err := enc.Encode(m.value); err != nil {
+			return nil, fmt.Errorf("member %q: %w", m.name, err)
+		}
+		b.Truncate(b.Len() - 1)
 	}
-	return buf.Bytes(), nil
+	b.WriteByte('}')
+	return b.Bytes(), nil
+}
+
+// newEncoder returns an encoder to b that leaves '<', '>' and '&' as they
+// are: the document is JSON, not HTML, and its text stays as written.
+func newEncoder(b *bytes.Buffer) *json.Encoder {
+	enc := json.NewEncoder(b)
+	enc.SetEscapeHTML(false)
+	return enc
+}
+
+// marshal returns v encoded as newEncoder does, without a newline.
+func marshal(v any) ([]byte, error) {
+	var b bytes.Buffer
+	if err := newEncoder(&b).Encode(v); err != nil {
+		return nil, err
+	}
+	return b.Bytes()[:b.Len()-1], nil
+}
+
+// optString is a string that is null when empty.
+type optString string
+
+func (s optString) MarshalJSON() ([]byte, error) {
+	if s == "" {
+		return []byte("null"), nil
+	}
+	return marshal(string(s))
 }
 
 // timeLayout is RFC 3339 in UTC to the millisecond, without trailing zeros
@@ -247,71 +220,104 @@ func appendField(b []byte, name string, value json.RawMessage) ([]byte, error) {
 // "2025-11-12T10:00:00Z", "2025-11-12T10:00:05.234Z".
 const timeLayout = "2006-01-02T15:04:05.999Z07:00"
 
-// appendTime appends t as a JSON string in timeLayout, or null if t is zero.
-func appendTime(b []byte, t time.Time) []byte {
-	if t.IsZero() {
-		return append(b, "null"...)
+// docTime is a time in timeLayout, or null when zero.
+type docTime time.Time
+
+func (t docTime) MarshalJSON() ([]byte, error) {
+	if time.Time(t).IsZero() {
+		return []byte("null"), nil
 	}
-	b = append(b, '"')
-	b = t.UTC().Truncate(time.Millisecond).AppendFormat(b, timeLayout)
-	return append(b, '"')
+	b := append([]byte{'"'}, time.Time(t).UTC().Truncate(time.Millisecond).Format(timeLayout)...)
+	return append(b, '"'), nil
 }
 
-// appendOptString appends s as a JSON string, or null if s is empty.
-func appendOptString(b []byte, s string) []byte {
-	if s == "" {
-		return append(b, "null"...)
-	}
-	return appendString(b, s)
+func (t *docTime) UnmarshalJSON(b []byte) error {
+	return (*time.Time)(t).UnmarshalJSON(b) // null leaves it as it is
 }
 
-const hexDigits = "0123456789abcdef"
+// optFields are error details, null when there are none.
+type optFields map[string]json.RawMessage
 
-// appendString appends s as a JSON string. Like [encoding/json], it
-// replaces invalid UTF-8 with U+FFFD and escapes control characters and
-// U+2028 and U+2029, so the result is on one line.
-func appendString(b []byte, s string) []byte {
-	b = append(b, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' {
-				i++
-				continue
-			}
-			b = append(b, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				b = append(b, '\\', c)
-			case '\n':
-				b = append(b, '\\', 'n')
-			case '\r':
-				b = append(b, '\\', 'r')
-			case '\t':
-				b = append(b, '\\', 't')
-			default:
-				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		switch {
-		case r == utf8.RuneError && size == 1:
-			b = append(b, s[start:i]...)
-			b = append(b, `\ufffd`...)
-		case r == '\u2028' || r == '\u2029':
-			b = append(b, s[start:i]...)
-			b = append(b, '\\', 'u', '2', '0', '2', hexDigits[r&0xf])
-		default:
-			i += size
-			continue
-		}
-		i += size
-		start = i
+func (f optFields) MarshalJSON() ([]byte, error) {
+	if len(f) == 0 {
+		return []byte("null"), nil
 	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
+	return marshal(map[string]json.RawMessage(f))
+}
+
+// optLabels are labels, null when there are none.
+type optLabels map[string]string
+
+func (l optLabels) MarshalJSON() ([]byte, error) {
+	if len(l) == 0 {
+		return []byte("null"), nil
+	}
+	return marshal(map[string]string(l))
+}
+
+// optProgress is progress, null when zero. Unlike [store.Progress], its
+// members are all present.
+type optProgress store.Progress
+
+func (p optProgress) MarshalJSON() ([]byte, error) {
+	if p == (optProgress{}) {
+		return []byte("null"), nil
+	}
+	return marshal(struct {
+		Done    int64  `json:"done"`
+		Total   int64  `json:"total"`
+		Message string `json:"message"`
+	}{p.Done, p.Total, p.Message})
+}
+
+// docSteps is the steps member: a list, empty if there are none, of
+// steps whose members are all present.
+type docSteps []store.Step
+
+type docStep struct {
+	Name        string           `json:"name"`
+	Status      store.StepStatus `json:"status"`
+	StartedAt   docTime          `json:"started_at"`
+	CompletedAt docTime          `json:"completed_at"`
+	Error       optString        `json:"error"`
+	Attempt     int              `json:"attempt"`
+}
+
+func (s docSteps) MarshalJSON() ([]byte, error) {
+	steps := make([]docStep, len(s))
+	for i, st := range s {
+		steps[i] = docStep{st.Name, st.Status, docTime(st.StartedAt), docTime(st.CompletedAt), optString(st.Error), st.Attempt}
+	}
+	return marshal(steps)
+}
+
+// docAttempts is the previous_attempts member: a list, empty if there are
+// none, of attempts whose members are all present.
+type docAttempts []store.Attempt
+
+type docAttempt struct {
+	Attempt      int          `json:"attempt"`
+	Status       store.Status `json:"status"`
+	StartedAt    docTime      `json:"started_at"`
+	CompletedAt  docTime      `json:"completed_at"`
+	ErrorMessage optString    `json:"error_message"`
+	ErrorDetails optFields    `json:"error_details"`
+}
+
+func (a docAttempts) MarshalJSON() ([]byte, error) {
+	attempts := make([]docAttempt, len(a))
+	for i, at := range a {
+		attempts[i] = docAttempt{at.Attempt, at.Status, docTime(at.StartedAt), docTime(at.CompletedAt),
+			optString(at.ErrorMessage), optFields(at.ErrorDetails)}
+	}
+	return marshal(attempts)
+}
+
+// pipelineSteps returns the pipeline_steps member of steps.
+func pipelineSteps(steps []store.Step) object {
+	o := make(object, len(steps))
+	for i, s := range steps {
+		o[i] = member{s.Name, s.Status}
+	}
+	return o
 }

@@ -18,9 +18,21 @@ import (
 	"github.com/taskstatus/taskstatus/tracker"
 )
 
-// exampleTracker returns a tracker over a new memstore whose clock reads
-// the origin document's times, and a function that closes the store.
-func exampleTracker() (*tracker.Tracker, *time.Time, func()) {
+// sameIncarnation returns body with the incarnations of the tasks it names
+// replaced by the same value, so that the examples print the same output
+// every time: a task's incarnation is random.
+func sameIncarnation(mem *memstore.Store, body []byte) []byte {
+	for _, id := range []string{"doc-123", "t1"} {
+		if st, err := mem.Get(context.Background(), id); err == nil {
+			body = bytes.ReplaceAll(body, []byte(`"`+st.Incarnation+`"`), []byte(`"q3k9x1v0p2"`))
+		}
+	}
+	return body
+}
+
+// exampleTracker returns a new memstore and a tracker over it whose clock
+// reads the origin document's times, and a function that closes both.
+func exampleTracker() (*memstore.Store, *tracker.Tracker, *time.Time, func()) {
 	mem, err := memstore.New()
 	if err != nil {
 		log.Fatal(err)
@@ -30,35 +42,50 @@ func exampleTracker() (*tracker.Tracker, *time.Time, func()) {
 	if err != nil {
 		log.Fatal(err)
 	}
-	return tr, &now, func() { mem.Close() }
+	return mem, tr, &now, func() {
+		_ = tr.Close(context.Background())
+		_ = mem.Close()
+	}
 }
 
 // The origin service's status endpoint, mounted on a ServeMux.
 func ExampleStatusHandler() {
-	tr, now, closeStore := exampleTracker()
-	defer closeStore()
+	mem, tr, now, closeAll := exampleTracker()
+	defer closeAll()
 
 	ctx := tracker.ContextWithCorrelationID(context.Background(), "abc-456-def")
-	err := errors.Join(
-		tr.Create(ctx, "doc-123", "file_node_creation", "embedding_generation"),
-		tr.StartStep(ctx, "doc-123", "file_node_creation"),
-		tr.SucceedStep(ctx, "doc-123", "file_node_creation"),
-		tr.SetResult(ctx, "doc-123", map[string]any{"entities_extracted": 42, "vector_indexed": true}))
+	if err := tr.Apply(ctx, "doc-123", tracker.Create("file_node_creation", "embedding_generation")); err != nil {
+		fmt.Println(err)
+		return
+	}
+	run, err := tr.Start(ctx, "doc-123", tracker.StartStep("file_node_creation"))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	err = errors.Join(
+		run.Apply(ctx, tracker.SucceedStep("file_node_creation")),
+		run.Apply(ctx, tracker.SetResult(map[string]any{"entities_extracted": 42, "vector_indexed": true})))
 	*now = now.Add(5234 * time.Millisecond)
-	if err = errors.Join(err, tr.Succeed(ctx, "doc-123")); err != nil {
+	if err = errors.Join(err, run.Apply(ctx, tracker.Succeed())); err != nil {
 		fmt.Println(err)
 		return
 	}
 
+	status, err := httpapi.StatusHandler(mem,
+		httpapi.WithPathValue("document_id"), httpapi.WithIDField("document_id"))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
 	mux := http.NewServeMux()
-	mux.Handle("GET /process/document/{document_id}/status", httpapi.StatusHandler(tr.Store(),
-		httpapi.WithPathValue("document_id"), httpapi.WithIDField("document_id")))
+	mux.Handle("GET /process/document/{document_id}/status", status)
 
 	rec := httptest.NewRecorder()
 	mux.ServeHTTP(rec, httptest.NewRequestWithContext(context.Background(), http.MethodGet, "/process/document/doc-123/status", nil))
 	fmt.Println(rec.Code, rec.Header().Get("Content-Type"), rec.Header().Get("ETag"))
 	var doc bytes.Buffer
-	if err := json.Indent(&doc, rec.Body.Bytes(), "", "  "); err != nil {
+	if err := json.Indent(&doc, sameIncarnation(mem, rec.Body.Bytes()), "", "  "); err != nil {
 		fmt.Println(err)
 		return
 	}
@@ -107,7 +134,14 @@ func ExampleStatusHandler() {
 	//   "version": 5,
 	//   "created_at": "2025-11-12T10:00:00Z",
 	//   "updated_at": "2025-11-12T10:00:05.234Z",
-	//   "lease_until": null
+	//   "lease_until": null,
+	//   "abandoned": false,
+	//   "incarnation": "q3k9x1v0p2",
+	//   "kind": null,
+	//   "labels": null,
+	//   "cancel_requested_at": null,
+	//   "cancel_reason": null,
+	//   "previous_attempts": []
 	// }
 	// 404 application/problem+json
 	// {"type":"about:blank","title":"Not Found","status":404,"detail":"No task has this id.","instance":"/process/document/doc-404/status"}
@@ -115,16 +149,21 @@ func ExampleStatusHandler() {
 
 // An event stream of a task that has ended: the final state, then the end.
 func ExampleStatusHandler_serverSentEvents() {
-	tr, _, closeStore := exampleTracker()
-	defer closeStore()
+	mem, tr, _, closeAll := exampleTracker()
+	defer closeAll()
 	ctx := context.Background()
-	if err := errors.Join(tr.Create(ctx, "t1"), tr.Cancel(ctx, "t1", nil)); err != nil {
+	if err := errors.Join(tr.Apply(ctx, "t1", tracker.Create()), tr.Apply(ctx, "t1", tracker.Cancel(nil))); err != nil {
 		fmt.Println(err)
 		return
 	}
 
+	status, err := httpapi.StatusHandler(mem)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
 	mux := http.NewServeMux()
-	mux.Handle("GET /tasks/{id}/status", httpapi.StatusHandler(tr.Store()))
+	mux.Handle("GET /tasks/{id}/status", status)
 	srv := httptest.NewServer(mux)
 	defer srv.Close()
 
@@ -138,14 +177,14 @@ func ExampleStatusHandler_serverSentEvents() {
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
 	fmt.Println(resp.Header.Get("Content-Type"))
-	fmt.Print(string(body))
+	fmt.Print(string(sameIncarnation(mem, body)))
 	// Output:
 	// text/event-stream
 	// retry: 1000
 	//
 	// id: 2
 	// event: status
-	// data: {"task_id":"t1","correlation_id":null,"status":"canceled","started_at":null,"completed_at":"2025-11-12T10:00:00Z","error_message":"canceled","error_details":null,"pipeline_steps":{},"steps":[],"progress":null,"attempt":1,"version":2,"created_at":"2025-11-12T10:00:00Z","updated_at":"2025-11-12T10:00:00Z","lease_until":null}
+	// data: {"task_id":"t1","correlation_id":null,"status":"canceled","started_at":null,"completed_at":"2025-11-12T10:00:00Z","error_message":"canceled","error_details":null,"pipeline_steps":{},"steps":[],"progress":null,"attempt":1,"version":2,"created_at":"2025-11-12T10:00:00Z","updated_at":"2025-11-12T10:00:00Z","lease_until":null,"abandoned":false,"incarnation":"q3k9x1v0p2","kind":null,"labels":null,"cancel_requested_at":null,"cancel_reason":null,"previous_attempts":[]}
 }
 
 // The origin service's answer to POST /process/document.
@@ -229,26 +268,34 @@ func ExampleCorrelationHandler() {
 // Waiting for a task to end, as the origin's Python client does, with
 // long polls instead of a poll a second.
 func ExampleClient_Wait() {
-	tr, _, closeStore := exampleTracker()
-	defer closeStore()
+	mem, tr, _, closeAll := exampleTracker()
+	defer closeAll()
 	ctx := context.Background()
-	if err := tr.Create(ctx, "doc-123", "embedding_generation"); err != nil {
+	if err := tr.Apply(ctx, "doc-123", tracker.Create("embedding_generation")); err != nil {
 		fmt.Println(err)
 		return
 	}
 
+	status, err := httpapi.StatusHandler(mem,
+		httpapi.WithPathValue("document_id"), httpapi.WithIDField("document_id"))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
 	mux := http.NewServeMux()
-	mux.Handle("GET /process/document/{document_id}/status", httpapi.StatusHandler(tr.Store(),
-		httpapi.WithPathValue("document_id"), httpapi.WithIDField("document_id")))
+	mux.Handle("GET /process/document/{document_id}/status", status)
 	srv := httptest.NewServer(mux)
 	defer srv.Close()
 
 	var work sync.WaitGroup
 	defer work.Wait()
 	work.Go(func() { // the background work; the tracker reports its own errors
-		_ = tr.StartStep(ctx, "doc-123", "embedding_generation")
-		_ = tr.SetResult(ctx, "doc-123", map[string]any{"entities_extracted": 42})
-		_ = tr.Fail(ctx, "doc-123", errors.New("Vectorization failed: Connection refused"), nil)
+		run, err := tr.Start(ctx, "doc-123", tracker.StartStep("embedding_generation"))
+		if err != nil {
+			return
+		}
+		_ = run.Apply(ctx, tracker.SetResult(map[string]any{"entities_extracted": 42}))
+		_ = run.Apply(ctx, tracker.Fail(errors.New("Vectorization failed: Connection refused"), nil))
 	})
 
 	client := &httpapi.Client{BaseURL: srv.URL, IDField: "document_id"}

@@ -3,6 +3,7 @@ package httpapi_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -83,19 +84,23 @@ func FuzzCorrelationHandler(f *testing.F) {
 		case !headerKept:
 			t.Fatal("the request's headers were changed")
 		}
-		switch want := echoed[0]; {
-		case hasCorrelation && tracker.ValidCorrelationID(correlation):
-			if want != correlation {
-				t.Fatalf("echoed %q, want the request's X-Correlation-ID %q", want, correlation)
-			}
-		case hasRequest && tracker.ValidCorrelationID(request):
-			if want != request {
-				t.Fatalf("echoed %q, want the request's X-Request-ID %q", want, request)
-			}
-		case !fuzzUUID.MatchString(want):
-			t.Fatalf("echoed %q, want a new UUID", want)
+		if want := wantCorrelationID(correlation, request, hasCorrelation, hasRequest); want != echoed[0] &&
+			(want != "" || !fuzzUUID.MatchString(echoed[0])) {
+			t.Fatalf("echoed %q, want %q (\"\" for a new UUID)", echoed[0], want)
 		}
 	})
+}
+
+// wantCorrelationID returns the correlation id the middleware must echo
+// for a request with these headers, or "" for a new UUID.
+func wantCorrelationID(correlation, request string, hasCorrelation, hasRequest bool) string {
+	switch {
+	case hasCorrelation && tracker.ValidCorrelationID(correlation):
+		return correlation
+	case hasRequest && tracker.ValidCorrelationID(request):
+		return request
+	}
+	return ""
 }
 
 func equalHeaders(a, b http.Header) bool {
@@ -134,46 +139,8 @@ func equalHeaders(a, b http.Header) bool {
 // go test -run '^$' -fuzz '^FuzzStatusQuery$' ./httpapi searches for more
 // inputs than the seed corpus.
 func FuzzStatusQuery(f *testing.F) {
-	mem, err := memstore.New()
-	if err != nil {
-		f.Fatal(err)
-	}
-	f.Cleanup(func() { _ = mem.Close() })
-	tr, err := tracker.New(mem)
-	if err != nil {
-		f.Fatal(err)
-	}
-	ctx := context.Background()
-	for _, err := range []error{
-		tr.Create(ctx, "doc-1", "parse", "embed"),
-		tr.Start(ctx, "doc-1"),
-		tr.StartStep(ctx, "doc-1", "parse"),
-		tr.SetProgress(ctx, "doc-1", store.Progress{Done: 1, Total: 2, Message: "parsing"}),
-		tr.SetResult(ctx, "doc-1", map[string]any{"entities_extracted": 42}),
-		tr.Create(ctx, "done-1", "parse"),
-		tr.Start(ctx, "done-1"),
-		tr.Succeed(ctx, "done-1"),
-	} {
-		if err != nil {
-			f.Fatal(err)
-		}
-	}
-	tasks := make(map[string]store.State)
-	for _, id := range []string{"doc-1", "done-1"} {
-		if tasks[id], err = mem.Get(ctx, id); err != nil {
-			f.Fatal(err)
-		}
-	}
-	var internal []error
-	h := httpapi.StatusHandler(mem,
-		httpapi.WithMaxWait(5*time.Millisecond), // a long poll of doc-1 ends soon: it does not change
-		httpapi.WithHeartbeat(0),
-		httpapi.WithErrorHandler(func(_ context.Context, err error) { internal = append(internal, err) }))
-
-	for _, seed := range []struct {
-		id, query, ifNoneMatch, lastEventID string
-		stream                              bool
-	}{
+	h, tasks, internal := fuzzHandler(f)
+	for _, seed := range []statusQuery{
 		{"doc-1", "", "", "", false},
 		{"doc-1", "wait=30s&version=5", "", "", false},
 		{"doc-1", "wait=30&version=5", `"v5"`, "", false},
@@ -181,6 +148,7 @@ func FuzzStatusQuery(f *testing.F) {
 		{"doc-1", "", `"v1", "v5"`, "", false},
 		{"doc-1", "", "*", "", false},
 		{"doc-1", "", `"v5`, "", false},
+		{"doc-1", "", `"v5a"`, "", false},
 		{"doc-1", "wait=soon", "", "", false},
 		{"doc-1", "wait=-1s", "", "", false},
 		{"doc-1", "wait=18446744073709551616", "", "", false},
@@ -190,10 +158,12 @@ func FuzzStatusQuery(f *testing.F) {
 		{"doc-1", "version=99999999999999999999", "", "", false},
 		{"doc-1", "version=+5&wait=", "", "", false},
 		{"done-1", "", "", "3", true},
+		{"done-1", "", "", "3a", true},
 		{"done-1", "", "", "2", true},
 		{"done-1", "", "", "-1", true},
 		{"done-1", "", "", "99999999999999999999", true},
 		{"doc-1", "", "", "abc", true},
+		{"doc-1", "", "", "5a", true},
 		{"nope", "", "", "", false},
 		{"a{b}", "", "", "", false},
 		{"..", "", "", "", false},
@@ -204,83 +174,162 @@ func FuzzStatusQuery(f *testing.F) {
 	}
 
 	f.Fuzz(func(t *testing.T, id, rawQuery, ifNoneMatch, lastEventID string, stream bool) {
-		rctx, cancel := context.WithCancel(context.Background())
-		defer cancel()
-		req := httptest.NewRequestWithContext(rctx, http.MethodGet, "/tasks/x/status", nil)
-		req.URL.RawQuery = rawQuery
-		req.SetPathValue(httpapi.DefaultPathValue, id)
-		if ifNoneMatch != "" {
-			req.Header["If-None-Match"] = []string{ifNoneMatch}
+		q := statusQuery{id, rawQuery, ifNoneMatch, lastEventID, stream}
+		rec := q.serve(h)
+		if rec.Code >= 500 || len(*internal) > 0 {
+			t.Fatalf("answered %d over a working store (errors %v): %s", rec.Code, *internal, rec.Body)
 		}
-		if lastEventID != "" {
-			req.Header["Last-Event-Id"] = []string{lastEventID}
-		}
-		if stream {
-			req.Header["Accept"] = []string{"text/event-stream"}
-		}
-		rec := httptest.NewRecorder()
-		h.ServeHTTP(hangUp{rec, cancel}, req)
-
-		if rec.Code >= 500 || len(internal) > 0 {
-			t.Fatalf("answered %d over a working store (errors %v): %s", rec.Code, internal, rec.Body)
-		}
-		for k, vs := range rec.Header() {
-			for _, v := range vs {
-				if strings.ContainsAny(v, "\r\n") {
-					t.Fatalf("header %s holds CR or LF: %q", k, v)
-				}
-			}
-		}
-		if got := rec.Header().Get("Cache-Control"); got != "no-store" {
-			t.Fatalf("answer %d has Cache-Control %q", rec.Code, got)
-		}
-
+		checkHeaders(t, rec)
 		st, known := tasks[id]
-		var want int
-		switch {
-		case store.ValidateID(id) != nil, !validQuery(rawQuery):
-			want = http.StatusBadRequest
-		case !known:
-			want = http.StatusNotFound
-		case stream:
-			want = http.StatusOK
-			if st.Status.Terminal() && st.Version <= lastEventVersion(lastEventID) {
-				want = http.StatusNoContent
-			}
-		default:
-			want = http.StatusOK
-			if weakMatch(ifNoneMatch, `"v`+strconv.FormatInt(st.Version, 10)+`"`) {
-				want = http.StatusNotModified
-			}
-		}
+		want := q.want(st, known)
 		if rec.Code != want {
 			t.Fatalf("answered %d, want %d: %s", rec.Code, want, rec.Body)
 		}
-		switch {
-		case want >= 400:
-			var p httpapi.Problem
-			if ct := rec.Header().Get("Content-Type"); ct != "application/problem+json" {
-				t.Fatalf("error answer %d has Content-Type %q", rec.Code, ct)
-			}
-			if err := json.Unmarshal(rec.Body.Bytes(), &p); err != nil || p.Status != want {
-				t.Fatalf("error answer %d is not its problem document (%v): %s", rec.Code, err, rec.Body)
-			}
-		case want == http.StatusOK && stream:
-			if ct := rec.Header().Get("Content-Type"); ct != "text/event-stream" {
-				t.Fatalf("an event stream has Content-Type %q", ct)
-			}
-		case want == http.StatusOK:
-			var doc struct {
-				Version int64 `json:"version"`
-			}
-			if err := json.Unmarshal(rec.Body.Bytes(), &doc); err != nil || doc.Version != st.Version {
-				t.Fatalf("the document (%v) is not of version %d: %s", err, st.Version, rec.Body)
-			}
-			if etag := rec.Header().Get("ETag"); etag != `"v`+strconv.FormatInt(st.Version, 10)+`"` {
-				t.Fatalf("ETag %q for version %d", etag, st.Version)
+		q.checkBody(t, rec, st)
+	})
+}
+
+// fuzzHandler returns a status handler over a memstore that holds two
+// tasks, doc-1 running at version 5 and done-1 ended at version 3, with
+// the tasks' states and the errors the handler reports.
+func fuzzHandler(f *testing.F) (http.Handler, map[string]store.State, *[]error) {
+	mem, err := memstore.New()
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(func() { _ = mem.Close() })
+	tr, err := tracker.New(mem)
+	if err != nil {
+		f.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := errors.Join(
+		tr.Apply(ctx, "doc-1", tracker.Create("parse", "embed")),
+		start(ctx, tr, "doc-1", tracker.StartStep("parse"),
+			tracker.SetProgress(store.Progress{Done: 1, Total: 2, Message: "parsing"}),
+			tracker.SetResult(map[string]any{"entities_extracted": 42})),
+		tr.Apply(ctx, "done-1", tracker.Create("parse")),
+		start(ctx, tr, "done-1", tracker.Succeed()),
+		tr.Close(ctx),
+	); err != nil {
+		f.Fatal(err)
+	}
+	tasks := make(map[string]store.State)
+	for _, id := range []string{"doc-1", "done-1"} {
+		if tasks[id], err = mem.Get(ctx, id); err != nil {
+			f.Fatal(err)
+		}
+	}
+	internal := new([]error)
+	h, err := httpapi.StatusHandler(mem,
+		httpapi.WithMaxWait(5*time.Millisecond), // a long poll of doc-1 ends soon: it does not change
+		httpapi.WithHeartbeat(0),
+		httpapi.WithErrorHandler(func(_ context.Context, err error) { *internal = append(*internal, err) }))
+	if err != nil {
+		f.Fatal(err)
+	}
+	return h, tasks, internal
+}
+
+// start starts task id and applies changes, one write each.
+func start(ctx context.Context, tr *tracker.Tracker, id string, changes ...tracker.Change) error {
+	run, err := tr.Start(ctx, id)
+	for _, c := range changes {
+		if err != nil {
+			return err
+		}
+		err = run.Apply(ctx, c)
+	}
+	return err
+}
+
+// statusQuery is a request of FuzzStatusQuery.
+type statusQuery struct {
+	id, query, ifNoneMatch, lastEventID string
+	stream                              bool
+}
+
+// serve answers q with h.
+func (q statusQuery) serve(h http.Handler) *httptest.ResponseRecorder {
+	rctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	req := httptest.NewRequestWithContext(rctx, http.MethodGet, "/tasks/x/status", nil)
+	req.URL.RawQuery = q.query
+	req.SetPathValue(httpapi.DefaultPathValue, q.id)
+	if q.ifNoneMatch != "" {
+		req.Header["If-None-Match"] = []string{q.ifNoneMatch}
+	}
+	if q.lastEventID != "" {
+		req.Header["Last-Event-Id"] = []string{q.lastEventID}
+	}
+	if q.stream {
+		req.Header["Accept"] = []string{"text/event-stream"}
+	}
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(hangUp{rec, cancel}, req)
+	return rec
+}
+
+// checkHeaders checks what every answer carries: Cache-Control: no-store,
+// and no header value that holds CR or LF.
+func checkHeaders(t *testing.T, rec *httptest.ResponseRecorder) {
+	t.Helper()
+	for k, vs := range rec.Header() {
+		for _, v := range vs {
+			if strings.ContainsAny(v, "\r\n") {
+				t.Fatalf("header %s holds CR or LF: %q", k, v)
 			}
 		}
-	})
+	}
+	if got := rec.Header().Get("Cache-Control"); got != "no-store" {
+		t.Fatalf("answer %d has Cache-Control %q", rec.Code, got)
+	}
+}
+
+// want returns the status code the package doc says q is answered with,
+// st being the task's state if known.
+func (q statusQuery) want(st store.State, known bool) int {
+	switch {
+	case store.ValidateID(q.id) != nil, !validQuery(q.query):
+		return http.StatusBadRequest
+	case !known:
+		return http.StatusNotFound
+	case q.stream && st.Status.Terminal() && st.Version <= lastEventVersion(q.lastEventID):
+		return http.StatusNoContent
+	case !q.stream && weakMatch(q.ifNoneMatch, `"v`+strconv.FormatInt(st.Version, 10)+`"`):
+		return http.StatusNotModified
+	}
+	return http.StatusOK
+}
+
+// checkBody checks the body of rec, an answer of the status code q.want
+// returned: a problem document of its status, an event stream, or the
+// document of st's version.
+func (q statusQuery) checkBody(t *testing.T, rec *httptest.ResponseRecorder, st store.State) {
+	t.Helper()
+	ct := rec.Header().Get("Content-Type")
+	switch {
+	case rec.Code >= 400:
+		var p httpapi.Problem
+		if ct != "application/problem+json" {
+			t.Fatalf("error answer %d has Content-Type %q", rec.Code, ct)
+		}
+		if err := json.Unmarshal(rec.Body.Bytes(), &p); err != nil || p.Status != rec.Code {
+			t.Fatalf("error answer %d is not its problem document (%v): %s", rec.Code, err, rec.Body)
+		}
+	case rec.Code == http.StatusOK && q.stream:
+		if ct != "text/event-stream" {
+			t.Fatalf("an event stream has Content-Type %q", ct)
+		}
+	case rec.Code == http.StatusOK:
+		doc := httpapi.Document{}
+		if err := json.Unmarshal(rec.Body.Bytes(), &doc); err != nil || doc.Version != st.Version || doc.Abandoned {
+			t.Fatalf("the document (%v) is not of version %d: %s", err, st.Version, rec.Body)
+		}
+		if etag := rec.Header().Get("ETag"); etag != `"v`+strconv.FormatInt(st.Version, 10)+`"` {
+			t.Fatalf("ETag %q for version %d", etag, st.Version)
+		}
+	}
 }
 
 // hangUp is a client that goes away once it has been sent something: it
@@ -322,9 +371,9 @@ func validQuery(raw string) bool {
 }
 
 // lastEventVersion returns the version a Last-Event-ID names: a whole
-// number, or else none (0).
+// number, followed by "a" for an abandoned task, or else none (0).
 func lastEventVersion(s string) int64 {
-	n, err := strconv.ParseInt(s, 10, 64)
+	n, err := strconv.ParseInt(strings.TrimSuffix(s, "a"), 10, 64)
 	if err != nil || n < 0 {
 		return 0
 	}

@@ -67,44 +67,45 @@ func TestSeedDocuments(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		want string
-		work func(ctx context.Context, f *fixture, id string) error
+		work func(ctx context.Context, f *fixture, run *tracker.Run) error
 	}{
-		{"success", seedSuccess, func(ctx context.Context, f *fixture, id string) error {
+		{"success", seedSuccess, func(ctx context.Context, f *fixture, run *tracker.Run) error {
 			for _, s := range seedSteps {
-				if err := errors.Join(f.tr.StartStep(ctx, id, s), f.tr.SucceedStep(ctx, id, s)); err != nil {
+				if err := errors.Join(run.Apply(ctx, tracker.StartStep(s)), run.Apply(ctx, tracker.SucceedStep(s))); err != nil {
 					return err
 				}
 			}
 			f.clock.Advance(5234 * time.Millisecond)
-			return errors.Join(
-				f.tr.SetResult(ctx, id, map[string]any{"entities_extracted": 42, "vector_indexed": true}),
-				f.tr.Succeed(ctx, id))
+			return run.Apply(ctx,
+				tracker.SetResult(map[string]any{"entities_extracted": 42, "vector_indexed": true}),
+				tracker.Succeed())
 		}},
-		{"failed", seedFailed, func(ctx context.Context, f *fixture, id string) error {
+		{"failed", seedFailed, func(ctx context.Context, f *fixture, run *tracker.Run) error {
 			refused := errors.New("Connection refused")
 			f.clock.Advance(3128 * time.Millisecond)
 			return errors.Join(
-				f.tr.SucceedStep(ctx, id, "file_node_creation"),
-				f.tr.SucceedStep(ctx, id, "memgraph_storage"),
-				f.tr.SetResult(ctx, id, map[string]any{"entities_extracted": 42, "vector_indexed": false}),
-				f.tr.FailStep(ctx, id, "embedding_generation", refused),
-				f.tr.FailStep(ctx, id, "qdrant_indexing", refused),
-				f.tr.Fail(ctx, id, fmt.Errorf("Vectorization failed: %w", refused), map[string]any{
+				run.Apply(ctx, tracker.SucceedStep("file_node_creation")),
+				run.Apply(ctx, tracker.SucceedStep("memgraph_storage")),
+				run.Apply(ctx, tracker.SetResult(map[string]any{"entities_extracted": 42, "vector_indexed": false})),
+				run.Apply(ctx, tracker.FailStep("embedding_generation", refused)),
+				run.Apply(ctx, tracker.FailStep("qdrant_indexing", refused)),
+				run.Apply(ctx, tracker.Fail(fmt.Errorf("Vectorization failed: %w", refused), map[string]any{
 					"exception_type": "ConnectionError",
 					"project_id":     "my-project",
 					"source_path":    "archon://projects/my-project/documents/doc-123",
-				}))
+				})))
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFixture(t)
 			ctx := tracker.ContextWithCorrelationID(t.Context(), "abc-456-def")
-			require.NoError(t, f.tr.Create(ctx, "doc-123", seedSteps...))
-			require.NoError(t, f.tr.Start(ctx, "doc-123"))
-			require.NoError(t, tc.work(ctx, f, "doc-123"))
+			require.NoError(t, f.tr.Apply(ctx, "doc-123", tracker.Create(seedSteps...)))
+			run, err := f.tr.Start(ctx, "doc-123")
+			require.NoError(t, err)
+			require.NoError(t, tc.work(ctx, f, run))
 
 			mux := http.NewServeMux()
-			mux.Handle("GET /process/document/{document_id}/status", httpapi.StatusHandler(f.store,
+			mux.Handle("GET /process/document/{document_id}/status", newHandler(t, f.store,
 				httpapi.WithPathValue("document_id"), httpapi.WithIDField("document_id")))
 			rec := serve(mux, "/process/document/doc-123/status")
 			require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
@@ -121,25 +122,36 @@ func TestSeedDocuments(t *testing.T) {
 func TestDocument(t *testing.T) {
 	f := newFixture(t)
 	ctx := tracker.ContextWithCorrelationID(t.Context(), "corr-1")
-	require.NoError(t, f.tr.Create(ctx, "t1", "fetch", "parse"))
+	apply := func(changes ...tracker.Change) {
+		t.Helper()
+		require.NoError(t, f.tr.Apply(ctx, "t1", changes...))
+	}
+	apply(tracker.Create("fetch", "parse"))
 	f.clock.Advance(1500 * time.Millisecond)
-	require.NoError(t, f.tr.StartStep(ctx, "t1", "fetch"))
+	apply(tracker.StartStep("fetch"))
 	f.clock.Advance(20 * time.Millisecond)
-	require.NoError(t, f.tr.SucceedStep(ctx, "t1", "fetch"))
-	require.NoError(t, f.tr.StartStep(ctx, "t1", "parse"))
-	require.NoError(t, f.tr.RetryStep(ctx, "t1", "parse", errors.New("timeout\n<retrying>")))
-	require.NoError(t, f.tr.SetProgress(ctx, "t1", store.Progress{Done: 1, Total: 2, Message: "parsing \"a\""}))
-	require.NoError(t, f.tr.SetResult(ctx, "t1", map[string]any{
-		"zeta":     []int{1, 2},
-		"alpha":    map[string]string{"k": "v"},
-		"status":   "success", // a field of the document: not served
-		"task_id":  "other",   // the id field: not served
-		"steps":    nil,
-		"version":  999,
-		"progress": 1,
+	apply(tracker.SucceedStep("fetch"))
+	apply(tracker.StartStep("parse"))
+	apply(tracker.RetryStep("parse", errors.New("timeout\n<retrying>")))
+	apply(tracker.SetProgress(store.Progress{Done: 1, Total: 2, Message: "parsing \"a\""}))
+	apply(tracker.SetResult(map[string]any{
+		"zeta":          []int{1, 2},
+		"alpha":         map[string]string{"k": "v"},
+		"status":        "success", // a member of the document: not served
+		"task_id":       "other",   // the id member: not served
+		"steps":         nil,
+		"version":       999,
+		"progress":      1,
+		"abandoned":     true,
+		"incarnation":   "x",
+		"kind":          "x",
+		"labels":        "x",
+		"cancel_reason": "x",
 	}))
+	st, err := f.tr.Get(ctx, "t1")
+	require.NoError(t, err)
 
-	rec := serve(f.handler(), "/tasks/t1/status")
+	rec := serve(f.handler(t), "/tasks/t1/status")
 	require.Equal(t, http.StatusOK, rec.Code)
 	want := `{"task_id":"t1","correlation_id":"corr-1","status":"running",` +
 		`"started_at":"2025-11-12T10:00:01.5Z","completed_at":null,"error_message":null,"error_details":null,` +
@@ -149,10 +161,21 @@ func TestDocument(t *testing.T) {
 		`{"name":"fetch","status":"success","started_at":"2025-11-12T10:00:01.5Z","completed_at":"2025-11-12T10:00:01.52Z","error":null,"attempt":1},` +
 		`{"name":"parse","status":"running","started_at":"2025-11-12T10:00:01.52Z","completed_at":null,"error":"timeout\n\u003cretrying\u003e","attempt":2}],` +
 		`"progress":{"done":1,"total":2,"message":"parsing \"a\""},` +
-		`"attempt":1,"version":7,"created_at":"2025-11-12T10:00:00Z","updated_at":"2025-11-12T10:00:01.52Z","lease_until":null}`
+		`"attempt":1,"version":7,"created_at":"2025-11-12T10:00:00Z","updated_at":"2025-11-12T10:00:01.52Z","lease_until":null,` +
+		`"abandoned":false,"incarnation":` + jsonString(t, st.Incarnation) + `,"kind":null,"labels":null,"cancel_requested_at":null,"cancel_reason":null,"previous_attempts":[]}`
 	assert.JSONEq(t, want, rec.Body.String())
-	// The order of the fields is part of the contract too.
+	// The order of the members is part of the contract too.
 	assert.Equal(t, compact(t, want), rec.Body.String())
+}
+
+// jsonString returns s as a JSON string, or null if it is empty.
+func jsonString(t *testing.T, s string) string {
+	t.Helper()
+	if s == "" {
+		return "null"
+	}
+	b, _ := json.Marshal(s) // a string always encodes
+	return string(b)
 }
 
 // compact returns the JSON document s without insignificant space, and
@@ -172,17 +195,17 @@ func compact(t *testing.T, s string) string {
 func TestDocumentStoredFields(t *testing.T) {
 	f := newFixture(t)
 	put := func(id string, result map[string]json.RawMessage) {
-		require.NoError(t, f.mem.Put(t.Context(), store.State{
+		f.put(t, store.State{
 			ID: id, Status: store.StatusPending, CreatedAt: t0, UpdatedAt: t0,
 			Result: result, Attempt: 1, Version: 1,
-		}, 0))
+		})
 	}
 	put("spaced", map[string]json.RawMessage{"obj": json.RawMessage("{\n  \"a\": [1,\t2]\n}"), "s": json.RawMessage(`"x\u2028y"`)})
 	put("bad", map[string]json.RawMessage{"obj": json.RawMessage("{not json")})
 
 	var reported []error
 	var mu sync.Mutex
-	h := f.handler(httpapi.WithErrorHandler(func(_ context.Context, err error) {
+	h := f.handler(t, httpapi.WithErrorHandler(func(_ context.Context, err error) {
 		mu.Lock()
 		defer mu.Unlock()
 		reported = append(reported, err)
@@ -204,11 +227,11 @@ func TestDocumentStoredFields(t *testing.T) {
 func TestDocumentStrings(t *testing.T) {
 	f := newFixture(t)
 	odd := "q\"b\\s/\x01\t\r\n\u2028\u2029é\xff日本"
-	require.NoError(t, f.mem.Put(t.Context(), store.State{
+	f.put(t, store.State{
 		ID: "t", Status: store.StatusFailed, CreatedAt: t0, UpdatedAt: t0, CompletedAt: t0,
 		ErrorMessage: odd, Attempt: 1, Version: 1,
-	}, 0))
-	rec := serve(f.handler(), "/tasks/t/status")
+	})
+	rec := serve(f.handler(t), "/tasks/t/status")
 	require.Equal(t, http.StatusOK, rec.Code)
 	assert.NotContains(t, rec.Body.String(), "\n")
 	assert.NotContains(t, rec.Body.String(), "\u2028")
@@ -266,7 +289,7 @@ func TestErrorAnswers(t *testing.T) {
 				mount = pattern
 			}
 			mux := http.NewServeMux()
-			mux.Handle(mount, httpapi.StatusHandler(s, httpapi.WithErrorHandler(func(_ context.Context, err error) {
+			mux.Handle(mount, newHandler(t, s, httpapi.WithErrorHandler(func(_ context.Context, err error) {
 				reported = append(reported, err)
 			})))
 			method := tc.method
@@ -305,8 +328,8 @@ func TestErrorAnswers(t *testing.T) {
 
 func TestConditional(t *testing.T) {
 	f := newFixture(t)
-	f.running(t, "t")
-	h := f.handler()
+	run := f.running(t, "t")
+	h := f.handler(t)
 	v := f.version(t, "t")
 	tag := fmt.Sprintf(`"v%d"`, v)
 
@@ -330,7 +353,7 @@ func TestConditional(t *testing.T) {
 		assert.Equal(t, http.StatusOK, serve(h, "/tasks/t/status", "If-None-Match", inm).Code, inm)
 	}
 
-	require.NoError(t, f.tr.Succeed(t.Context(), "t"))
+	require.NoError(t, run.Apply(t.Context(), tracker.Succeed()))
 	rec = serve(h, "/tasks/t/status", "If-None-Match", tag)
 	require.Equal(t, http.StatusOK, rec.Code)
 	assert.Equal(t, fmt.Sprintf(`"v%d"`, v+1), rec.Header().Get("ETag"))
@@ -347,10 +370,10 @@ func TestOptions(t *testing.T) {
 	f := newFixture(t)
 	f.running(t, "doc 1/2")
 	mux := http.NewServeMux()
-	mux.Handle("GET /api/v2/documents/{doc}", httpapi.StatusHandler(f.store,
+	mux.Handle("GET /api/v2/documents/{doc}", newHandler(t, f.store,
 		httpapi.WithPathValue("doc"), httpapi.WithIDField("document_id"), httpapi.WithRetryAfter(1500*time.Millisecond)))
-	mux.Handle("GET /custom/{id}", httpapi.StatusHandler(f.store, httpapi.WithRender(func(st store.State) any {
-		return map[string]any{"state": st.Status, "v": st.Version}
+	mux.Handle("GET /custom/{id}", newHandler(t, f.store, httpapi.WithRender(func(doc httpapi.Document) any {
+		return map[string]any{"state": doc.Status, "v": doc.Version, "abandoned": doc.Abandoned, "<&>": true}
 	})))
 
 	rec := serve(mux, "/api/v2/documents/doc%201%2F2")
@@ -361,7 +384,8 @@ func TestOptions(t *testing.T) {
 
 	rec = serve(mux, "/custom/doc%201%2F2")
 	require.Equal(t, http.StatusOK, rec.Code)
-	assert.JSONEq(t, fmt.Sprintf(`{"state":"running","v":%d}`, f.version(t, "doc 1/2")), rec.Body.String())
+	assert.JSONEq(t, fmt.Sprintf(`{"<&>":true,"abandoned":false,"state":"running","v":%d}`, f.version(t, "doc 1/2")), rec.Body.String())
+	assert.Contains(t, rec.Body.String(), `"<&>"`, "not HTML-escaped")
 	assert.Equal(t, fmt.Sprintf(`"v%d"`, f.version(t, "doc 1/2")), rec.Header().Get("ETag"))
 }
 
@@ -372,8 +396,8 @@ func TestAuthorize(t *testing.T) {
 	f := newFixture(t)
 	ctx := t.Context()
 	for id, tenant := range map[string]string{"a1": "acme", "g1": "globex"} {
-		f.running(t, id)
-		require.NoError(t, f.tr.SetResult(ctx, id, map[string]any{"tenant": tenant}))
+		run := f.running(t, id)
+		require.NoError(t, run.Apply(ctx, tracker.SetResult(map[string]any{"tenant": tenant})))
 	}
 	authorize := func(r *http.Request, st store.State) error {
 		var tenant string
@@ -387,7 +411,7 @@ func TestAuthorize(t *testing.T) {
 			h.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), tenantKey{}, tenant)))
 		})
 	}
-	h := f.handler(httpapi.WithAuthorize(authorize))
+	h := f.handler(t, httpapi.WithAuthorize(authorize))
 
 	assert.Equal(t, http.StatusOK, serve(as("acme", h), "/tasks/a1/status").Code)
 	refused := serve(as("globex", h), "/tasks/a1/status")
@@ -395,7 +419,7 @@ func TestAuthorize(t *testing.T) {
 
 	// A refused task looks exactly like one that does not exist.
 	empty := newFixture(t)
-	unknown := serve(as("globex", empty.handler(httpapi.WithAuthorize(authorize))), "/tasks/a1/status")
+	unknown := serve(as("globex", empty.handler(t, httpapi.WithAuthorize(authorize))), "/tasks/a1/status")
 	assert.Equal(t, unknown.Code, refused.Code)
 	assert.Equal(t, unknown.Header(), refused.Header())
 	assert.Equal(t, unknown.Body.String(), refused.Body.String())
@@ -407,15 +431,103 @@ func TestAuthorize(t *testing.T) {
 
 func TestRecreatedTask(t *testing.T) {
 	f := newFixture(t)
-	h := f.handler()
-	require.NoError(t, f.tr.Create(t.Context(), "t", "a"))
+	h := f.handler(t)
+	f.create(t, "t", "a")
 	rec := serve(h, "/tasks/t/status")
 	require.Equal(t, http.StatusOK, rec.Code)
 
 	require.NoError(t, f.tr.Delete(t.Context(), "t"))
 	f.clock.Advance(time.Millisecond)
-	require.NoError(t, f.tr.Create(t.Context(), "t", "b"))
+	f.create(t, "t", "b")
 	rec = serve(h, "/tasks/t/status")
 	require.Equal(t, http.StatusOK, rec.Code)
 	assert.Equal(t, map[string]any{"b": "pending"}, document(t, rec.Body.Bytes())["pipeline_steps"])
+}
+
+func TestStatusHandlerRefuses(t *testing.T) {
+	f := newFixture(t)
+	h, err := httpapi.StatusHandler(nil)
+	require.ErrorContains(t, err, "nil store")
+	assert.Nil(t, h)
+	for i, opt := range []httpapi.Option{
+		httpapi.WithPathValue(""),
+		httpapi.WithPathValue("1a"),
+		httpapi.WithPathValue("a-b"),
+		httpapi.WithPathValue("{id}"),
+		httpapi.WithIDField(""),
+		httpapi.WithIDField("status"),
+		httpapi.WithIDField("pipeline_steps"),
+		httpapi.WithIDField("abandoned"),
+		httpapi.WithRender(nil),
+		httpapi.WithAuthorize(nil),
+		httpapi.WithMaxWait(-time.Nanosecond),
+		httpapi.WithHeartbeat(-time.Second),
+		httpapi.WithWriteTimeout(-time.Second),
+		httpapi.WithMaxWatchers(-1),
+		httpapi.WithRetryAfter(0),
+		httpapi.WithRetryAfter(-time.Second),
+		httpapi.WithErrorHandler(nil),
+		httpapi.WithClock(nil),
+		httpapi.WithShutdown(nil),
+	} {
+		h, err := httpapi.StatusHandler(f.store, httpapi.WithIDField("document_id"), opt)
+		require.ErrorContains(t, err, "httpapi: With", "option %d", i)
+		assert.Nil(t, h, "option %d", i)
+	}
+	for i, opt := range []httpapi.Option{
+		httpapi.WithPathValue("_a1"),
+		httpapi.WithPathValue("état"),
+		httpapi.WithIDField("id"),
+		httpapi.WithMaxWait(0),
+		httpapi.WithHeartbeat(0),
+		httpapi.WithWriteTimeout(0),
+		httpapi.WithMaxWatchers(0),
+		httpapi.WithRetryAfter(time.Nanosecond),
+	} {
+		_, err := httpapi.StatusHandler(f.store, opt)
+		assert.NoError(t, err, "option %d", i)
+	}
+}
+
+// TestAbandoned serves a task whose lease ends: from then on its document
+// says it was abandoned, under an ETag of its own.
+func TestAbandoned(t *testing.T) {
+	f := newFixture(t)
+	f.leased(t, f.mem)
+	h := f.handler(t)
+	v := f.version(t, "t")
+	tag, abandonedTag := fmt.Sprintf(`"v%d"`, v), fmt.Sprintf(`"v%da"`, v)
+
+	rec := serve(h, "/tasks/t/status")
+	require.Equal(t, http.StatusOK, rec.Code)
+	assert.Equal(t, tag, rec.Header().Get("ETag"))
+	doc := document(t, rec.Body.Bytes())
+	assert.Equal(t, false, doc["abandoned"])
+	assert.Equal(t, "2025-11-12T10:00:05Z", doc["lease_until"])
+
+	f.clock.Advance(leaseTime)
+	assert.Equal(t, false, document(t, serve(h, "/tasks/t/status").Body.Bytes())["abandoned"], "the lease ends, but not before")
+	f.clock.Advance(time.Millisecond)
+	rec = serve(h, "/tasks/t/status", "If-None-Match", tag)
+	require.Equal(t, http.StatusOK, rec.Code, "no 304 hides that the task was abandoned")
+	assert.Equal(t, abandonedTag, rec.Header().Get("ETag"))
+	assert.Equal(t, "1", rec.Header().Get("Retry-After"))
+	doc = document(t, rec.Body.Bytes())
+	assert.Equal(t, true, doc["abandoned"])
+	assert.EqualValues(t, v, doc["version"])
+	assert.Equal(t, "running", doc["status"])
+
+	rec = serve(h, "/tasks/t/status", "If-None-Match", abandonedTag)
+	assert.Equal(t, http.StatusNotModified, rec.Code)
+	assert.Equal(t, abandonedTag, rec.Header().Get("ETag"))
+
+	// A long poll that names the version is answered at once: the version
+	// parameter names the document that does not say so.
+	rec = await(t, serveAsync(h, get(fmt.Sprintf("/tasks/t/status?wait=1h&version=%d", v))))
+	require.Equal(t, http.StatusOK, rec.Code)
+	assert.Equal(t, true, document(t, rec.Body.Bytes())["abandoned"])
+	// One that names the abandoned document waits for a change.
+	rec = serve(h, "/tasks/t/status?wait=20ms", "If-None-Match", abandonedTag)
+	assert.Equal(t, http.StatusNotModified, rec.Code)
+	f.store.waitFor(t, 0)
 }

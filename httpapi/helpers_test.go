@@ -18,7 +18,6 @@ import (
 	"github.com/taskstatus/taskstatus/httpapi"
 	"github.com/taskstatus/taskstatus/memstore"
 	"github.com/taskstatus/taskstatus/store"
-	"github.com/taskstatus/taskstatus/store/storetest"
 	"github.com/taskstatus/taskstatus/tracker"
 )
 
@@ -41,7 +40,7 @@ var seedSteps = []string{"file_node_creation", "memgraph_storage", "embedding_ge
 // fixture is a tracker over a memstore on a manual clock, with the store's
 // watches counted.
 type fixture struct {
-	clock *storetest.Clock
+	clock *fakeClock
 	mem   *memstore.Store
 	store *watchCounter
 	tr    *tracker.Tracker
@@ -49,39 +48,63 @@ type fixture struct {
 
 func newFixture(t testing.TB) *fixture {
 	t.Helper()
-	clock := storetest.NewClock(t0)
+	clock := newFakeClock(t0)
 	mem, err := memstore.New(memstore.WithClock(clock.Now))
 	require.NoError(t, err)
 	t.Cleanup(func() { require.NoError(t, mem.Close()) })
 	f := &fixture{clock: clock, mem: mem, store: newWatchCounter(mem)}
-	f.tr = f.newTracker(t)
+	f.tr = f.newTracker(t, mem)
 	return f
 }
 
-// newTracker returns another tracker over the fixture's store, as another
-// service instance would have.
-func (f *fixture) newTracker(t testing.TB) *tracker.Tracker {
+// newTracker returns another tracker over s, on the fixture's clock, as
+// another service instance would have, with options added.
+func (f *fixture) newTracker(t testing.TB, s store.Store, opts ...tracker.Option) *tracker.Tracker {
 	t.Helper()
-	tr, err := tracker.New(f.mem, tracker.WithClock(f.clock.Now),
-		tracker.WithErrorHandler(func(context.Context, error) {}))
+	opts = append([]tracker.Option{tracker.WithClock(f.clock.Now),
+		tracker.WithErrorHandler(func(context.Context, error) {})}, opts...)
+	tr, err := tracker.New(s, opts...)
 	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, tr.Close(context.Background())) })
 	return tr
 }
 
-// handler returns the status handler over the fixture's store, mounted on
-// pattern.
-func (f *fixture) handler(opts ...httpapi.Option) http.Handler {
+// newHandler returns the status handler over s with opts.
+func newHandler(t testing.TB, s store.Store, opts ...httpapi.Option) http.Handler {
+	t.Helper()
+	h, err := httpapi.StatusHandler(s, opts...)
+	require.NoError(t, err)
+	return h
+}
+
+// handler returns the status handler over the fixture's store, on its
+// clock, mounted on pattern.
+func (f *fixture) handler(t testing.TB, opts ...httpapi.Option) http.Handler {
+	t.Helper()
 	mux := http.NewServeMux()
-	mux.Handle(pattern, httpapi.StatusHandler(f.store, opts...))
+	mux.Handle(pattern, newHandler(t, f.store, append([]httpapi.Option{httpapi.WithClock(f.clock)}, opts...)...))
 	return mux
 }
 
-// running creates task id with the origin's steps and starts it.
-func (f *fixture) running(t testing.TB, id string) {
+// create creates task id with steps.
+func (f *fixture) create(t testing.TB, id string, steps ...string) {
 	t.Helper()
-	ctx := context.Background()
-	require.NoError(t, f.tr.Create(ctx, id, seedSteps...))
-	require.NoError(t, f.tr.Start(ctx, id))
+	require.NoError(t, f.tr.Apply(context.Background(), id, tracker.Create(steps...)))
+}
+
+// running creates task id with the origin's steps and starts it.
+func (f *fixture) running(t testing.TB, id string) *tracker.Run {
+	t.Helper()
+	f.create(t, id, seedSteps...)
+	run, err := f.tr.Start(context.Background(), id)
+	require.NoError(t, err)
+	return run
+}
+
+// apply makes changes to task id, by id.
+func (f *fixture) apply(t testing.TB, id string, changes ...tracker.Change) {
+	t.Helper()
+	require.NoError(t, f.tr.Apply(context.Background(), id, changes...))
 }
 
 // version returns the current version of task id.
@@ -90,6 +113,133 @@ func (f *fixture) version(t testing.TB, id string) int64 {
 	st, err := f.tr.Get(context.Background(), id)
 	require.NoError(t, err)
 	return st.Version
+}
+
+// put stores st as written, for states a tracker would not write.
+func (f *fixture) put(t testing.TB, st store.State) {
+	t.Helper()
+	require.NoError(t, f.mem.Put(context.Background(), store.Write{State: st}))
+}
+
+// leased starts task "t" through a tracker over s whose writes renew a
+// lease of 5 seconds, and returns the tracker and the task's Run.
+func (f *fixture) leased(t *testing.T, s store.Store) (*tracker.Tracker, *tracker.Run) {
+	t.Helper()
+	const id = "t"
+	tr := f.newTracker(t, s, tracker.WithLease(leaseTime))
+	require.NoError(t, tr.Apply(t.Context(), id, tracker.Create(seedSteps...)))
+	run, err := tr.Start(t.Context(), id)
+	require.NoError(t, err)
+	return tr, run
+}
+
+const leaseTime = 5 * time.Second
+
+// fakeClock is a manual httpapi.Clock: its time moves only when Advance
+// is called, which ends the waits due by then. It counts its waits, so
+// that a test can wait for a handler to wait.
+type fakeClock struct {
+	mu      sync.Mutex
+	now     time.Time
+	waits   map[*fakeWait]struct{}
+	made    int           // waits ever made
+	changed chan struct{} // closed and replaced when a wait is made or ends
+}
+
+type fakeWait struct {
+	at time.Time
+	ch chan time.Time
+}
+
+func newFakeClock(start time.Time) *fakeClock {
+	return &fakeClock{now: start.UTC(), waits: make(map[*fakeWait]struct{}), changed: make(chan struct{})}
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *fakeClock) After(d time.Duration) (<-chan time.Time, func()) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	w := &fakeWait{at: c.now.Add(d), ch: make(chan time.Time, 1)}
+	c.made++
+	c.waits[w] = struct{}{}
+	c.fire()
+	return w.ch, func() {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if _, ok := c.waits[w]; ok {
+			delete(c.waits, w)
+			c.signal()
+		}
+	}
+}
+
+// Advance moves the clock forward by d.
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+	c.fire()
+}
+
+// fire ends the waits due. c.mu is held.
+func (c *fakeClock) fire() {
+	for w := range c.waits {
+		if !w.at.After(c.now) {
+			w.ch <- c.now
+			delete(c.waits, w)
+		}
+	}
+	c.signal()
+}
+
+func (c *fakeClock) signal() {
+	close(c.changed)
+	c.changed = make(chan struct{})
+}
+
+// waitPending waits until n waits are under way.
+func (c *fakeClock) waitPending(t testing.TB, n int) {
+	t.Helper()
+	c.waitUntil(t, func() bool { return len(c.waits) == n }, "%d waits under way, want %d", func() int { return len(c.waits) }, n)
+}
+
+// waitMade waits until n waits have been made in all.
+func (c *fakeClock) waitMade(t testing.TB, n int) {
+	t.Helper()
+	c.waitUntil(t, func() bool { return c.made >= n }, "%d waits made, want %d", func() int { return c.made }, n)
+}
+
+// waitUntil waits until done, called with c.mu held, reports true.
+func (c *fakeClock) waitUntil(t testing.TB, done func() bool, format string, got func() int, want int) {
+	t.Helper()
+	timeout := time.After(hangGuard)
+	for {
+		c.mu.Lock()
+		ok, changed, n := done(), c.changed, got()
+		c.mu.Unlock()
+		if ok {
+			return
+		}
+		select {
+		case <-changed:
+		case <-timeout:
+			t.Fatalf(format, n, want)
+		}
+	}
+}
+
+// loudStore delivers every write to watchers, lease renewals too, as a
+// store may do (after a reconnect, say).
+type loudStore struct{ *memstore.Store }
+
+func (s loudStore) Put(ctx context.Context, w store.Write) error {
+	w.Quiet = false
+	return s.Store.Put(ctx, w)
 }
 
 // serve answers a request for target made by h, with headers given as
@@ -145,13 +295,18 @@ func (c *watchCounter) Watch(ctx context.Context, id string) (<-chan store.State
 	deadline, _ := ctx.Deadline()
 	c.mu.Lock()
 	c.deadline = deadline
-	c.mu.Unlock()
-	c.mu.Lock()
 	c.started++
 	c.mu.Unlock()
 	c.add(1)
 	context.AfterFunc(ctx, func() { c.add(-1) })
 	return ch, nil
+}
+
+// startedCount returns how many watches were started in all.
+func (c *watchCounter) startedCount() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.started
 }
 
 // lastDeadline returns the deadline of the last watch's context.

@@ -4,22 +4,28 @@ import (
 	"context"
 	"net/http"
 	"time"
-
-	"github.com/taskstatus/taskstatus/store"
 )
 
-// longPoll waits up to q.wait for task st.ID to change from st, the state
-// the client has, or to end. It returns the state to answer with, or false
-// if the request has been answered (an error) or its client has gone.
+// waits reports whether a request for doc with q is a long poll that
+// waits: it asks for a wait and names doc as the document it has, the
+// task has not ended, the store can watch and the service does not shut
+// down. Other requests are answered at once.
+func (h *handler) waits(q query, doc Document) bool {
+	return q.wait > 0 && h.watcher != nil && !doc.Status.Terminal() && q.known(doc) && !h.shuttingDown()
+}
+
+// longPoll waits up to q.wait for the client to be told of something new
+// about the task of doc, the document it has: a change but a lease
+// renewal, or the end of the lease. It returns the document to answer
+// with, or false if the request has been answered (an error) or its
+// client has gone.
 //
-// Without a Watcher it returns st at once.
-func (h *handler) longPoll(w http.ResponseWriter, r *http.Request, st store.State, q query) (store.State, bool) {
-	if h.watcher == nil {
-		return st, true
-	}
+// When the wait is over, the watch ends or the service shuts down, the
+// answer is the task as read then.
+func (h *handler) longPoll(w http.ResponseWriter, r *http.Request, doc Document, q query) (Document, bool) {
 	if !h.acquire() {
 		h.unavailable(w, r, detailBusy)
-		return st, false
+		return doc, false
 	}
 	defer h.release()
 	if h.writeTimeout > 0 {
@@ -31,43 +37,25 @@ func (h *handler) longPoll(w http.ResponseWriter, r *http.Request, st store.Stat
 
 	ctx, cancel := context.WithTimeout(r.Context(), q.wait)
 	defer cancel()
-	states, err := h.watcher.Watch(ctx, st.ID)
-	if err != nil {
-		switch {
-		case r.Context().Err() != nil:
-			return st, false
-		case ctx.Err() != nil:
-			return st, true
-		}
+	states, err := h.watcher.Watch(ctx, doc.ID)
+	if err != nil && ctx.Err() == nil {
 		h.fail(w, r, err)
-		return st, false
+		return doc, false
 	}
-	for s := range states {
-		if !q.known(s) || s.Status.Terminal() {
-			return s, h.allowedOrNotFound(w, r, s)
+	if err == nil {
+		f := h.follow(states, doc)
+		defer f.stop()
+		switch why, err := f.next(ctx, nil); why {
+		case wakeNews:
+			if !h.allowed(r, f.sent.State) {
+				writeProblem(w, r, http.StatusNotFound, detailNotFound)
+				return doc, false
+			}
+			return f.sent, true
+		case wakeFailed:
+			h.fail(w, r, err)
+			return doc, false
 		}
 	}
-	switch {
-	case r.Context().Err() != nil:
-		return st, false
-	case ctx.Err() != nil:
-		return st, true
-	}
-	// Watching stopped before the wait ended: the task was deleted or
-	// expired, or the store failed. Read it again to say which.
-	s, err := h.store.Get(r.Context(), st.ID)
-	if err != nil {
-		h.fail(w, r, err)
-		return st, false
-	}
-	return s, h.allowedOrNotFound(w, r, s)
-}
-
-// allowedOrNotFound reports whether r may see st, answering 404 if not.
-func (h *handler) allowedOrNotFound(w http.ResponseWriter, r *http.Request, st store.State) bool {
-	if !h.allowed(r, st) {
-		writeProblem(w, r, http.StatusNotFound, detailNotFound)
-		return false
-	}
-	return true
+	return h.read(w, r, doc.ID)
 }

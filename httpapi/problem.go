@@ -41,8 +41,7 @@ func writeProblem(w http.ResponseWriter, r *http.Request, code int, detail strin
 	hdr := w.Header()
 	hdr.Set("Content-Type", "application/problem+json")
 	hdr.Set("Content-Length", strconv.Itoa(len(body)))
-	hdr.Set("Cache-Control", "no-store")
-	hdr.Set("X-Content-Type-Options", "nosniff")
+	noStore(hdr)
 	w.WriteHeader(code)
 	_, _ = w.Write(body) // an error means the client has gone
 }

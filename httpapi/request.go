@@ -9,8 +9,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/taskstatus/taskstatus/store"
 )
 
 // query is what a status request asks for beyond the task id.
@@ -24,7 +22,7 @@ type query struct {
 // parseQuery reads the wait and version parameters and If-None-Match. If
 // they are invalid it returns the detail of the problem, for the client.
 func (h *handler) parseQuery(r *http.Request) (q query, problem string) {
-	q.ifNoneMatch = header(r, "If-None-Match")
+	q.ifNoneMatch = r.Header.Get("If-None-Match")
 	if r.URL.RawQuery == "" {
 		return q, ""
 	}
@@ -47,17 +45,6 @@ func (h *handler) parseQuery(r *http.Request) (q query, problem string) {
 	return q, ""
 }
 
-// header returns the first value of the request header key, which must be
-// in canonical form: net/http canonicalizes the keys of the requests it
-// reads, and looking the key up as it is spares the hot path
-// [http.Header.Get]'s canonicalization.
-func header(r *http.Request, key string) string {
-	if v := r.Header[key]; len(v) > 0 {
-		return v[0]
-	}
-	return ""
-}
-
 // parseWait parses a wait as a whole number of seconds or a Go duration.
 // Numbers too large for a Duration are the longest Duration, which the
 // caller caps.
@@ -78,22 +65,18 @@ func parseWait(s string) (time.Duration, error) {
 	return d, nil
 }
 
-// known reports whether st is the state the client says it has: the
-// version parameter, or else If-None-Match, names st's version. A client
-// that names no version knows no state.
-func (q query) known(st store.State) bool {
+// known reports whether doc is the document the client says it has: the
+// version parameter names doc's version and doc does not say the task was
+// abandoned, or else If-None-Match names doc's ETag. A client that names
+// no version knows no document.
+func (q query) known(doc Document) bool {
 	switch {
 	case q.hasVersion:
-		return st.Version == q.version
+		return doc.Version == q.version && !doc.Abandoned
 	case q.ifNoneMatch != "":
-		return etagMatch(q.ifNoneMatch, etag(st.Version))
+		return etagMatch(q.ifNoneMatch, etag(doc.Version, doc.Abandoned))
 	}
 	return false
-}
-
-// etag returns the entity tag of a task's version.
-func etag(version int64) string {
-	return `"v` + strconv.FormatInt(version, 10) + `"`
 }
 
 // etagMatch reports whether the If-None-Match header value list matches

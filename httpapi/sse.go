@@ -3,24 +3,24 @@ package httpapi
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/taskstatus/taskstatus/store"
 )
 
-// stream answers r with a Server-Sent Events stream of the states of task
-// st.ID newer than the client's Last-Event-ID, starting from st, until the
-// task ends, the client goes, or a write fails or times out.
-func (h *handler) stream(w http.ResponseWriter, r *http.Request, st store.State) {
+// stream answers r with a Server-Sent Events stream of the documents of
+// the task of doc that are newer than the client's Last-Event-ID, starting
+// from doc, until the task ends, the client goes, a write fails or times
+// out, or the service shuts down.
+func (h *handler) stream(w http.ResponseWriter, r *http.Request, doc Document) {
 	last := lastEventID(r)
-	if st.Status.Terminal() && st.Version <= last {
-		// The client has the final state. 204 tells an EventSource to
-		// stop reconnecting.
-		w.Header().Set("Cache-Control", "no-store")
-		w.Header().Set("X-Content-Type-Options", "nosniff")
+	if doc.Status.Terminal() && doc.Version <= last.version {
+		// The client has the final document. 204 tells an EventSource
+		// to stop reconnecting.
+		noStore(w.Header())
 		w.WriteHeader(http.StatusNoContent)
 		return
 	}
@@ -32,18 +32,36 @@ func (h *handler) stream(w http.ResponseWriter, r *http.Request, st store.State)
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel() // frees the watch however the stream ends
 	var states <-chan store.State
-	if h.watcher != nil && !st.Status.Terminal() {
+	if h.watcher != nil && !doc.Status.Terminal() && !h.shuttingDown() {
 		var err error
-		if states, err = h.watcher.Watch(ctx, st.ID); err != nil {
+		if states, err = h.watcher.Watch(ctx, doc.ID); err != nil {
 			h.fail(w, r, err)
 			return
 		}
 	}
 
+	ew := h.startStream(w)
+	if last.olderThan(doc) {
+		if h.send(r, ew, doc) != nil {
+			return
+		}
+	} else if ew.flush(nil) != nil {
+		return
+	}
+	if states == nil {
+		// The task has ended; or the store cannot watch, or the
+		// service shuts down, and a client that reconnects polls.
+		return
+	}
+	h.relay(ctx, r, ew, h.follow(states, doc))
+}
+
+// startStream writes the header of an event stream, and returns its
+// writer, which holds the stream's retry field.
+func (h *handler) startStream(w http.ResponseWriter) *eventWriter {
 	hdr := w.Header()
 	hdr.Set("Content-Type", "text/event-stream")
-	hdr.Set("Cache-Control", "no-store")
-	hdr.Set("X-Content-Type-Options", "nosniff")
+	noStore(hdr)
 	hdr.Set("X-Accel-Buffering", "no") // nginx: pass events on at once
 	w.WriteHeader(http.StatusOK)
 	ew := &eventWriter{w: w, rc: http.NewResponseController(w), timeout: h.writeTimeout}
@@ -51,78 +69,88 @@ func (h *handler) stream(w http.ResponseWriter, r *http.Request, st store.State)
 	ew.buf = append(ew.buf, "retry: "...)
 	ew.buf = strconv.AppendInt(ew.buf, h.retry*1000, 10)
 	ew.buf = append(ew.buf, "\n\n"...)
-	if st.Version > last {
-		if h.send(ctx, ew, st) != nil {
-			return
-		}
-		last = st.Version
-	} else if ew.flush(nil) != nil {
-		return
-	}
-	if states == nil {
-		// The task has ended; or the store cannot watch, and a client
-		// that reconnects polls.
-		return
-	}
+	return ew
+}
 
-	tick, stop := h.ticker()
-	defer stop()
+// relay sends the client of the stream ew each document f finds, and
+// heartbeats, until the stream ends. A stream that ends early (the task
+// was deleted or expired, the store failed, the service shuts down) is
+// closed without an event: a client that reconnects learns why.
+func (h *handler) relay(ctx context.Context, r *http.Request, ew *eventWriter, f *follower) {
+	defer f.stop()
 	for {
-		select {
-		case s, ok := <-states:
-			if !ok {
-				// The task ended, was deleted or expired, or the store
-				// failed: a client that reconnects learns which.
+		tick, stopTick := h.heartbeatTimer()
+		why, err := f.next(ctx, tick)
+		stopTick()
+		switch why {
+		case wakeNews:
+			if !h.allowed(r, f.sent.State) || h.send(r, ew, f.sent) != nil || f.sent.Status.Terminal() {
 				return
 			}
-			if s.Version <= last {
-				continue
-			}
-			if !h.allowed(r, s) || h.send(ctx, ew, s) != nil || s.Status.Terminal() {
-				return
-			}
-			last = s.Version
-		case <-tick:
+		case wakeTick:
 			ew.buf = append(ew.buf, ": heartbeat\n\n"...)
 			if ew.flush(nil) != nil {
 				return
 			}
-		case <-ctx.Done():
+		case wakeFailed:
+			if !errors.Is(err, store.ErrNotFound) {
+				h.report(r, err)
+			}
+			return
+		default:
 			return
 		}
 	}
 }
 
-// send writes st as a "status" event whose id is its version.
-func (h *handler) send(ctx context.Context, ew *eventWriter, st store.State) error {
-	doc, err := h.render(st)
-	if err != nil {
-		h.onError(ctx, fmt.Errorf("httpapi: event stream: %w", err))
-		return err
-	}
-	ew.buf = append(ew.buf, "id: "...)
-	ew.buf = strconv.AppendInt(ew.buf, st.Version, 10)
-	ew.buf = append(ew.buf, "\nevent: status\ndata: "...)
-	return ew.flush(doc.body)
-}
-
-// ticker returns the heartbeat channel and the function that stops it; a
-// nil channel if heartbeats are off.
-func (h *handler) ticker() (<-chan time.Time, func()) {
+// heartbeatTimer returns a channel that fires when a heartbeat is due,
+// and the function that stops it; a nil channel if heartbeats are off.
+func (h *handler) heartbeatTimer() (<-chan time.Time, func()) {
 	if h.heartbeat <= 0 {
 		return nil, func() {}
 	}
-	return h.newTicker(h.heartbeat)
+	return h.clock.After(h.heartbeat)
 }
 
-// lastEventID returns the version named by the Last-Event-ID header, or 0
-// if there is none. An id this handler did not send counts as none.
-func lastEventID(r *http.Request) int64 {
-	v, err := strconv.ParseInt(r.Header.Get("Last-Event-ID"), 10, 64)
-	if err != nil || v < 0 {
-		return 0
+// send writes doc as a "status" event whose id names it: its version,
+// followed by "a" if it says the task was abandoned (see lastEvent).
+func (h *handler) send(r *http.Request, ew *eventWriter, doc Document) error {
+	out, err := h.render(doc)
+	if err != nil {
+		h.report(r, err)
+		return err
 	}
-	return v
+	ew.buf = append(ew.buf, "id: "...)
+	ew.buf = strconv.AppendInt(ew.buf, doc.Version, 10)
+	if doc.Abandoned {
+		ew.buf = append(ew.buf, 'a')
+	}
+	ew.buf = append(ew.buf, "\nevent: status\ndata: "...)
+	return ew.flush(out.body)
+}
+
+// lastEvent is the document a client that reconnects names with its
+// Last-Event-ID: "12", or "12a" for the document of version 12 that says
+// the task was abandoned.
+type lastEvent struct {
+	version   int64 // 0 if the client names none
+	abandoned bool
+}
+
+// lastEventID returns the document named by r's Last-Event-ID header. An
+// id this handler did not send counts as none.
+func lastEventID(r *http.Request) lastEvent {
+	id, abandoned := strings.CutSuffix(r.Header.Get("Last-Event-ID"), "a")
+	v, err := strconv.ParseInt(id, 10, 64)
+	if err != nil || v < 0 {
+		return lastEvent{}
+	}
+	return lastEvent{v, abandoned}
+}
+
+// olderThan reports whether doc is newer than the client's document.
+func (l lastEvent) olderThan(doc Document) bool {
+	return doc.Version > l.version || (doc.Version == l.version && doc.Abandoned && !l.abandoned)
 }
 
 // eventWriter writes the events of one stream, each under a write deadline.

@@ -21,6 +21,7 @@ import (
 
 	"github.com/taskstatus/taskstatus/httpapi"
 	"github.com/taskstatus/taskstatus/store"
+	"github.com/taskstatus/taskstatus/tracker"
 )
 
 // nextStatus returns the next status event of ch, skipping the retry
@@ -35,7 +36,11 @@ func nextStatus(t testing.TB, ch <-chan event) (event, map[string]any) {
 		}
 		require.Equal(t, "status", ev.name, "event %+v", ev)
 		doc := document(t, []byte(ev.data))
-		require.Equal(t, ev.id, fmt.Sprint(doc["version"]))
+		id := fmt.Sprint(doc["version"])
+		if doc["abandoned"] == true {
+			id += "a"
+		}
+		require.Equal(t, id, ev.id, "the event's id names its document")
 		return ev, doc
 	}
 }
@@ -49,8 +54,8 @@ func requireEnd(t testing.TB, ch <-chan event) {
 
 func TestStreamEvents(t *testing.T) {
 	f := newFixture(t)
-	f.running(t, "t")
-	srv := httptest.NewServer(f.handler())
+	run := f.running(t, "t")
+	srv := httptest.NewServer(f.handler(t))
 	defer srv.Close()
 
 	s := stream(t.Context(), t, srv, "/tasks/t/status")
@@ -69,14 +74,14 @@ func TestStreamEvents(t *testing.T) {
 	assert.EqualValues(t, v, doc["version"], "the current state first")
 	assert.Equal(t, "running", doc["status"])
 
-	other := f.newTracker(t) // another instance of the service
+	other := f.newTracker(t, f.mem) // another instance of the service
 	for i := range int64(3) {
-		require.NoError(t, other.SetProgress(t.Context(), "t", store.Progress{Done: i + 1, Total: 3}))
+		require.NoError(t, other.Apply(t.Context(), "t", tracker.SetProgress(store.Progress{Done: i + 1, Total: 3})))
 		ev, doc := nextStatus(t, events)
 		assert.Equal(t, strconv.FormatInt(v+i+1, 10), ev.id)
 		assert.Equal(t, map[string]any{"done": float64(i + 1), "total": 3.0, "message": ""}, doc["progress"])
 	}
-	require.NoError(t, f.tr.Succeed(t.Context(), "t"))
+	require.NoError(t, run.Apply(t.Context(), tracker.Succeed()))
 	ev, doc := nextStatus(t, events)
 	assert.Equal(t, strconv.FormatInt(v+4, 10), ev.id)
 	assert.Equal(t, "success", doc["status"])
@@ -86,8 +91,8 @@ func TestStreamEvents(t *testing.T) {
 
 func TestStreamResume(t *testing.T) {
 	f := newFixture(t)
-	f.running(t, "t")
-	srv := httptest.NewServer(f.handler())
+	run := f.running(t, "t")
+	srv := httptest.NewServer(f.handler(t))
 	defer srv.Close()
 	v := f.version(t, "t")
 
@@ -96,7 +101,7 @@ func TestStreamResume(t *testing.T) {
 		defer cancel()
 		events := stream(ctx, t, srv, "/tasks/t/status", "Last-Event-ID", strconv.FormatInt(v, 10)).events
 		f.store.waitFor(t, 1)
-		require.NoError(t, f.tr.SetProgress(t.Context(), "t", store.Progress{Done: 1}))
+		require.NoError(t, run.Apply(t.Context(), tracker.SetProgress(store.Progress{Done: 1})))
 		ev, _ := nextStatus(t, events)
 		assert.Equal(t, strconv.FormatInt(v+1, 10), ev.id, "no event for the version the client has")
 		v++
@@ -112,7 +117,7 @@ func TestStreamResume(t *testing.T) {
 	})
 	f.store.waitFor(t, 0)
 
-	require.NoError(t, f.tr.Succeed(t.Context(), "t"))
+	require.NoError(t, run.Apply(t.Context(), tracker.Succeed()))
 	v++
 	t.Run("ended", func(t *testing.T) {
 		events := stream(t.Context(), t, srv, "/tasks/t/status", "Last-Event-ID", "junk").events
@@ -136,34 +141,33 @@ func TestStreamResume(t *testing.T) {
 
 func TestStreamHeartbeat(t *testing.T) {
 	f := newFixture(t)
-	f.running(t, "t")
-	ticks := make(chan time.Time)
-	stopped := make(chan struct{})
-	srv := httptest.NewServer(f.handler(
-		httpapi.WithHeartbeat(time.Minute),
-		httpapi.WithTicker(func(d time.Duration) (<-chan time.Time, func()) {
-			assert.Equal(t, time.Minute, d)
-			return ticks, func() { close(stopped) }
-		})))
+	run := f.running(t, "t")
+	srv := httptest.NewServer(f.handler(t, httpapi.WithHeartbeat(time.Minute)))
 	defer srv.Close()
 
 	events := stream(t.Context(), t, srv, "/tasks/t/status").events
 	nextStatus(t, events)
 	for range 2 {
-		ticks <- time.Now()
+		f.clock.waitPending(t, 1)
+		f.clock.Advance(time.Minute - time.Millisecond)
+		f.clock.waitPending(t, 1) // not yet
+		f.clock.Advance(time.Millisecond)
 		ev, ok := next(t, events)
 		require.True(t, ok)
 		assert.Equal(t, event{comment: "heartbeat"}, ev)
 	}
-	require.NoError(t, f.tr.Succeed(t.Context(), "t"))
+	// An event puts the next heartbeat off.
+	f.clock.waitMade(t, 3)
+	f.clock.Advance(time.Minute / 2)
+	require.NoError(t, run.Apply(t.Context(), tracker.SetProgress(store.Progress{Done: 1})))
+	nextStatus(t, events)
+	f.clock.waitMade(t, 4)
+	f.clock.Advance(time.Minute - time.Millisecond)
+	require.NoError(t, run.Apply(t.Context(), tracker.Succeed()))
 	_, doc := nextStatus(t, events)
 	assert.Equal(t, "success", doc["status"])
 	requireEnd(t, events)
-	select {
-	case <-stopped:
-	case <-time.After(hangGuard):
-		t.Fatal("the heartbeat ticker was not stopped")
-	}
+	f.clock.waitPending(t, 0) // the heartbeat's wait is stopped
 }
 
 // TestStreamDisconnect checks that a client that goes away frees its
@@ -174,7 +178,7 @@ func TestStreamDisconnect(t *testing.T) {
 	leaks := goleak.IgnoreCurrent()
 	f.running(t, "t")
 	returned := make(chan struct{})
-	h := f.handler()
+	h := f.handler(t)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		defer close(returned)
 		h.ServeHTTP(w, r)
@@ -202,8 +206,8 @@ func TestStreamDisconnect(t *testing.T) {
 func TestStreamAccept(t *testing.T) {
 	f := newFixture(t)
 	f.running(t, "t")
-	require.NoError(t, f.tr.Succeed(t.Context(), "t"))
-	h := f.handler()
+	f.apply(t, "t", tracker.Succeed())
+	h := f.handler(t)
 	for accept, want := range map[string]string{
 		"text/event-stream":                         "text/event-stream",
 		"application/json;q=0.5, text/event-stream": "text/event-stream",
@@ -222,7 +226,7 @@ func TestStreamWithoutWatcher(t *testing.T) {
 	f := newFixture(t)
 	f.running(t, "t")
 	mux := http.NewServeMux()
-	mux.Handle(pattern, httpapi.StatusHandler(struct{ store.Store }{f.mem}))
+	mux.Handle(pattern, newHandler(t, struct{ store.Store }{f.mem}))
 	srv := httptest.NewServer(mux)
 	defer srv.Close()
 
@@ -234,8 +238,8 @@ func TestStreamWithoutWatcher(t *testing.T) {
 
 func TestStreamAuthorizeChange(t *testing.T) {
 	f := newFixture(t)
-	f.running(t, "t")
-	srv := httptest.NewServer(f.handler(httpapi.WithAuthorize(func(_ *http.Request, st store.State) error {
+	run := f.running(t, "t")
+	srv := httptest.NewServer(f.handler(t, httpapi.WithAuthorize(func(_ *http.Request, st store.State) error {
 		if _, ok := st.Result["secret"]; ok {
 			return errors.New("hidden")
 		}
@@ -245,7 +249,7 @@ func TestStreamAuthorizeChange(t *testing.T) {
 
 	events := stream(t.Context(), t, srv, "/tasks/t/status").events
 	nextStatus(t, events)
-	require.NoError(t, f.tr.SetResult(t.Context(), "t", map[string]any{"secret": true}))
+	require.NoError(t, run.Apply(t.Context(), tracker.SetResult(map[string]any{"secret": true})))
 	requireEnd(t, events)
 	f.store.waitFor(t, 0)
 }
@@ -257,9 +261,9 @@ func TestStreamAuthorizeChange(t *testing.T) {
 func TestStreamManyClients(t *testing.T) {
 	const clients = httpapi.DefaultMaxWatchers
 	f := newFixture(t)
-	f.running(t, "t")
+	run := f.running(t, "t")
 	v := f.version(t, "t")
-	srv := httptest.NewServer(f.handler())
+	srv := httptest.NewServer(f.handler(t))
 	defer srv.Close()
 
 	bodies := make([]io.Reader, clients)
@@ -269,8 +273,8 @@ func TestStreamManyClients(t *testing.T) {
 		require.Equal(t, http.StatusOK, code, "client %d", i)
 	}
 	f.store.waitFor(t, clients)
-	require.NoError(t, f.tr.SetProgress(t.Context(), "t", store.Progress{Done: 1}))
-	require.NoError(t, f.tr.Succeed(t.Context(), "t"))
+	require.NoError(t, run.Apply(t.Context(), tracker.SetProgress(store.Progress{Done: 1})))
+	require.NoError(t, run.Apply(t.Context(), tracker.Succeed()))
 
 	for i, body := range bodies {
 		var ids []string
@@ -324,13 +328,13 @@ func (l smallBuffers) Accept() (net.Conn, error) {
 // of a client that does not read, however much it is sent.
 func TestStreamClientNeverReads(t *testing.T) {
 	f := newFixture(t)
-	f.running(t, "t")
+	run := f.running(t, "t")
 	// Make each state large: the task's result fields near their limit.
 	big := strings.Repeat("x", 60<<10)
-	require.NoError(t, f.tr.SetResult(t.Context(), "t", map[string]any{"blob": big}))
+	require.NoError(t, run.Apply(t.Context(), tracker.SetResult(map[string]any{"blob": big})))
 
 	returned := make(chan struct{})
-	h := f.handler(httpapi.WithWriteTimeout(100*time.Millisecond), httpapi.WithHeartbeat(0))
+	h := f.handler(t, httpapi.WithWriteTimeout(100*time.Millisecond), httpapi.WithHeartbeat(0))
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Header.Get("Accept") == "text/event-stream" {
 			defer close(returned)
@@ -363,7 +367,104 @@ func TestStreamClientNeverReads(t *testing.T) {
 		case <-guard:
 			t.Fatal("the stream of a client that does not read goes on")
 		case <-pace.C:
-			require.NoError(t, f.tr.SetProgress(t.Context(), "t", store.Progress{Done: done}))
+			require.NoError(t, run.Apply(t.Context(), tracker.SetProgress(store.Progress{Done: done})))
 		}
 	}
+}
+
+// TestStreamRenewals follows a task whose lease is renewed every second:
+// the renewals send no event, a real change does, and once the renewals
+// stop, the end of the lease sends the task's document that says it was
+// abandoned.
+func TestStreamRenewals(t *testing.T) {
+	for _, loud := range []bool{false, true} {
+		t.Run(fmt.Sprintf("delivered=%v", loud), func(t *testing.T) {
+			f := newFixture(t)
+			var s store.Store = f.mem
+			if loud {
+				s = loudStore{f.mem}
+			}
+			tr, run := f.leased(t, s)
+			srv := httptest.NewServer(f.handler(t, httpapi.WithHeartbeat(0)))
+			defer srv.Close()
+			ctx, cancel := context.WithCancel(t.Context())
+			defer cancel() // ends the stream
+
+			events := stream(ctx, t, srv, "/tasks/t/status").events
+			_, doc := nextStatus(t, events)
+			assert.Equal(t, false, doc["abandoned"])
+			f.clock.waitPending(t, 1) // the end of the lease
+			for range 3 * leaseTime / time.Second {
+				f.clock.Advance(time.Second)
+				require.NoError(t, run.Apply(ctx, tracker.Heartbeat()))
+			}
+			f.clock.waitMade(t, 2)
+			require.NoError(t, run.Apply(ctx, tracker.SetProgress(store.Progress{Done: 1})))
+			ev, doc := nextStatus(t, events)
+			assert.Equal(t, map[string]any{"done": 1.0, "total": 0.0, "message": ""}, doc["progress"], "the change is the next event")
+			v := f.version(t, "t")
+			assert.Equal(t, strconv.FormatInt(v, 10), ev.id)
+
+			f.clock.Advance(leaseTime + time.Millisecond)
+			ev, doc = nextStatus(t, events)
+			assert.Equal(t, true, doc["abandoned"])
+			assert.Equal(t, fmt.Sprintf("%da", v), ev.id)
+
+			require.NoError(t, tr.Apply(ctx, "t", tracker.Retry()))
+			_, doc = nextStatus(t, events)
+			assert.Equal(t, false, doc["abandoned"])
+			assert.EqualValues(t, 2, doc["attempt"])
+		})
+	}
+}
+
+// TestStreamResumeAbandoned reconnects to the stream of an abandoned task:
+// a client whose last event said so gets no event for it again, one whose
+// last event did not gets the abandoned document.
+func TestStreamResumeAbandoned(t *testing.T) {
+	f := newFixture(t)
+	f.leased(t, f.mem)
+	f.clock.Advance(leaseTime + time.Millisecond)
+	v := f.version(t, "t")
+	srv := httptest.NewServer(f.handler(t, httpapi.WithHeartbeat(0)))
+	defer srv.Close()
+
+	ctx, cancel := context.WithCancel(t.Context())
+	events := stream(ctx, t, srv, "/tasks/t/status", "Last-Event-ID", strconv.FormatInt(v, 10)).events
+	ev, doc := nextStatus(t, events)
+	assert.Equal(t, fmt.Sprintf("%da", v), ev.id)
+	assert.Equal(t, true, doc["abandoned"])
+	cancel()
+	f.store.waitFor(t, 0)
+
+	events = stream(t.Context(), t, srv, "/tasks/t/status", "Last-Event-ID", fmt.Sprintf("%da", v)).events
+	f.store.waitFor(t, 1)
+	f.apply(t, "t", tracker.Cancel(nil))
+	_, doc = nextStatus(t, events)
+	assert.Equal(t, "canceled", doc["status"], "the first event is the next change")
+	requireEnd(t, events)
+}
+
+// TestStreamShutdown checks that the streams of a service that shuts down
+// end, and that a stream asked for meanwhile sends the current document
+// and ends.
+func TestStreamShutdown(t *testing.T) {
+	f := newFixture(t)
+	f.running(t, "t")
+	shutdown := make(chan struct{})
+	srv := httptest.NewServer(f.handler(t, httpapi.WithShutdown(shutdown)))
+	defer srv.Close()
+
+	events := stream(t.Context(), t, srv, "/tasks/t/status").events
+	nextStatus(t, events)
+	f.store.waitFor(t, 1)
+	close(shutdown)
+	requireEnd(t, events)
+	f.store.waitFor(t, 0)
+
+	events = stream(t.Context(), t, srv, "/tasks/t/status").events
+	_, doc := nextStatus(t, events)
+	assert.Equal(t, "running", doc["status"])
+	requireEnd(t, events)
+	assert.Equal(t, 1, f.store.startedCount(), "no watch during the shutdown")
 }

@@ -84,9 +84,8 @@ func WriteSubmitted(w http.ResponseWriter, statusURL string, body any) error {
 // Retry-After (retryAfter in whole seconds, at least one) and the body
 // [WriteSubmitted] writes.
 func WriteAccepted(w http.ResponseWriter, statusURL string, retryAfter time.Duration, body any) error {
-	secs := max((retryAfter+time.Second-1)/time.Second, 1)
 	w.Header().Set("Location", statusURL)
-	w.Header().Set("Retry-After", strconv.FormatInt(int64(secs), 10))
+	w.Header().Set("Retry-After", strconv.FormatInt(seconds(retryAfter), 10))
 	return writeSubmission(w, http.StatusAccepted, statusURL, body)
 }
 
@@ -98,8 +97,7 @@ func writeSubmission(w http.ResponseWriter, code int, statusURL string, body any
 	hdr := w.Header()
 	hdr.Set("Content-Type", "application/json")
 	hdr.Set("Content-Length", strconv.Itoa(len(b)))
-	hdr.Set("Cache-Control", "no-store")
-	hdr.Set("X-Content-Type-Options", "nosniff")
+	noStore(hdr)
 	w.WriteHeader(code)
 	if _, err := w.Write(b); err != nil {
 		return fmt.Errorf("httpapi: write submission: %w", err)
@@ -128,6 +126,7 @@ func submission(statusURL string, body any) ([]byte, error) {
 		b = append(b, ',')
 	}
 	b = append(b, `"status_url":`...)
-	b = appendString(b, statusURL)
+	u, _ := marshal(statusURL) // a string cannot fail
+	b = append(b, u...)
 	return append(b, '}'), nil
 }

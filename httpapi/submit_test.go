@@ -52,7 +52,7 @@ func TestStatusPathRoundTrip(t *testing.T) {
 	p, err := httpapi.ParseStatusPath(mount)
 	require.NoError(t, err)
 	mux := http.NewServeMux()
-	mux.Handle(mount, httpapi.StatusHandler(f.store, httpapi.WithPathValue(p.Wildcard()), httpapi.WithIDField("document_id")))
+	mux.Handle(mount, newHandler(t, f.store, httpapi.WithPathValue(p.Wildcard()), httpapi.WithIDField("document_id")))
 
 	for _, id := range []string{"doc-123", "a b/c?d#e%f", "ünï/cödé", "...", "%2F", "a+b&c=d;e"} {
 		f.running(t, id)

@@ -2,6 +2,7 @@ package memstore_test
 
 import (
 	"context"
+	"encoding/json"
 	"runtime"
 	"strconv"
 	"testing"
@@ -16,11 +17,23 @@ import (
 
 var steps = []string{"file_node_creation", "memgraph_storage", "embedding_generation", "qdrant_indexing", "freshness_analysis"}
 
+// BenchmarkGet measures Get of running tasks among 10,000, each bare (no
+// steps, no result fields): the store's own cost, as earlier releases
+// measured it.
 func BenchmarkGet(b *testing.B) {
+	benchGet(b, func(id string) store.State { return store.State{ID: id, Status: store.StatusRunning, Version: 1} })
+}
+
+// BenchmarkGetRunningTask is BenchmarkGet with what a status poll
+// typically finds (runningTask): most of its cost is the copy of the state
+// that a reader owns.
+func BenchmarkGetRunningTask(b *testing.B) { benchGet(b, runningTask) }
+
+func benchGet(b *testing.B, task func(id string) store.State) {
 	s, _ := newStore(b)
 	ctx := context.Background()
 	for i := range 10_000 {
-		require.NoError(b, s.Put(ctx, store.State{ID: strconv.Itoa(i), Status: store.StatusPending, Version: 1}, time.Hour))
+		require.NoError(b, s.Put(ctx, store.Write{State: task(strconv.Itoa(i)), TTL: time.Hour}))
 	}
 	ids := make([]string, 1024)
 	for i := range ids {
@@ -36,9 +49,28 @@ func BenchmarkGet(b *testing.B) {
 	}
 }
 
-// BenchmarkGetEnded measures Get of a finished 5-step task, which the
-// store keeps packed and unpacks for each reader. Its times are apart by
-// uneven amounts, as a real clock's are.
+// runningTask returns a running 5-step task at version 1, two steps done,
+// with the origin's result fields: what a reader typically reads.
+func runningTask(id string) store.State {
+	at := time.Date(2025, 11, 12, 10, 0, 0, 123456789, time.UTC)
+	st := store.State{ID: id, Incarnation: "q3k9x1v0p2", CorrelationID: "c9a7f417-c2d2-48a3-802b-fa00e20dd207",
+		Status: store.StatusRunning, CreatedAt: at, StartedAt: at, UpdatedAt: at, Attempt: 1, Version: 1,
+		Result: map[string]json.RawMessage{"entities_extracted": json.RawMessage(`42`), "vector_indexed": json.RawMessage(`false`)}}
+	for i, name := range steps {
+		status := store.StepPending
+		switch {
+		case i < 2:
+			status = store.StepSuccess
+		case i == 2:
+			status = store.StepRunning
+		}
+		st.Steps = append(st.Steps, store.Step{Name: name, Status: status, StartedAt: at, Attempt: 1})
+	}
+	return st
+}
+
+// BenchmarkGetEnded measures Get of a finished 5-step task. Its times are
+// apart by uneven amounts, as a real clock's are.
 func BenchmarkGetEnded(b *testing.B) {
 	s, _ := newStore(b)
 	ctx := context.Background()
@@ -49,7 +81,7 @@ func BenchmarkGetEnded(b *testing.B) {
 	for i, name := range steps {
 		st.Steps = append(st.Steps, store.Step{Name: name, Status: store.StepSuccess, StartedAt: tick(2 + 2*i), CompletedAt: tick(3 + 2*i), Attempt: 1})
 	}
-	require.NoError(b, s.Put(ctx, st, time.Hour))
+	require.NoError(b, s.Put(ctx, store.Write{State: st, TTL: time.Hour}))
 	b.ReportAllocs()
 	for b.Loop() {
 		if _, err := s.Get(ctx, "doc"); err != nil {
@@ -63,11 +95,12 @@ func BenchmarkGetEnded(b *testing.B) {
 func BenchmarkPut(b *testing.B) {
 	s, _ := newStore(b)
 	ctx := context.Background()
-	st := store.State{ID: "doc", Status: store.StatusRunning}
+	st := runningTask("doc")
+	st.Version = 0
 	b.ReportAllocs()
 	for b.Loop() {
 		st.Version++
-		if err := s.Put(ctx, st, time.Hour); err != nil {
+		if err := s.Put(ctx, store.Write{State: st, Prev: st.Version - 1, TTL: time.Hour, ID: "w"}); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -88,14 +121,14 @@ func BenchmarkMemoryPerTask(b *testing.B) {
 		require.NoError(b, err)
 		for i := range tasks {
 			id := "doc-" + strconv.Itoa(i)
-			require.NoError(b, tr.Create(ctx, id, steps...))
-			require.NoError(b, tr.Start(ctx, id))
+			require.NoError(b, tr.Apply(ctx, id, tracker.Create(steps...)))
+			run, err := tr.Start(ctx, id)
+			require.NoError(b, err)
 			for _, step := range steps {
-				require.NoError(b, tr.StartStep(ctx, id, step))
-				require.NoError(b, tr.SucceedStep(ctx, id, step))
+				require.NoError(b, run.Apply(ctx, tracker.StartStep(step)))
+				require.NoError(b, run.Apply(ctx, tracker.SucceedStep(step)))
 			}
-			require.NoError(b, tr.SetResult(ctx, id, result))
-			require.NoError(b, tr.Succeed(ctx, id))
+			require.NoError(b, run.Apply(ctx, tracker.SetResult(result), tracker.Succeed()))
 		}
 		b.ReportMetric(float64(heapInUse()-before)/tasks, "bytes/task")
 		require.Equal(b, tasks, s.Len())
@@ -108,4 +141,28 @@ func heapInUse() int64 {
 	var m runtime.MemStats
 	runtime.ReadMemStats(&m)
 	return int64(m.HeapAlloc)
+}
+
+// BenchmarkListPage reads a page of 50 failed tasks, from the newest, in a
+// store of 1,000,000 tasks of which 1% failed: what a dashboard asks.
+func BenchmarkListPage(b *testing.B) {
+	s, _ := newStore(b)
+	ctx := context.Background()
+	at := time.Date(2025, 11, 12, 10, 0, 0, 0, time.UTC)
+	for i := range 1_000_000 {
+		st := store.State{ID: "doc-" + strconv.Itoa(i), Status: store.StatusSuccess, Kind: "document",
+			CreatedAt: at.Add(time.Duration(i) * time.Millisecond), Attempt: 1, Version: 1}
+		if i%100 == 0 {
+			st.Status = store.StatusFailed
+		}
+		require.NoError(b, s.Put(ctx, store.Write{State: st, TTL: 24 * time.Hour}))
+	}
+	f := store.Filter{Statuses: []store.Status{store.StatusFailed}}
+	b.ReportAllocs()
+	for b.Loop() {
+		page, err := s.List(ctx, f, 50, "")
+		if err != nil || len(page.Tasks) != 50 {
+			b.Fatal(len(page.Tasks), err)
+		}
+	}
 }

@@ -9,7 +9,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-	"unsafe"
 
 	"github.com/taskstatus/taskstatus/store"
 )
@@ -17,10 +16,11 @@ import (
 var (
 	_ store.Store   = (*Store)(nil)
 	_ store.Watcher = (*Store)(nil)
+	_ store.Lister  = (*Store)(nil)
 )
 
-// numShards is the number of independently locked parts of a Store. A
-// power of two well above the core count keeps lock contention rare.
+// numShards is the number of independently locked parts of a Store, so
+// that writers of different tasks rarely wait for each other.
 const numShards = 32
 
 // sweepBatch is the most expired tasks a sweep removes under one lock hold.
@@ -41,114 +41,36 @@ type Store struct {
 	shards [numShards]shard
 	count  atomic.Int64 // tasks held, expired or not
 
-	closed    atomic.Bool
+	// idx orders and counts the tasks for List and Count (index.go). Its
+	// lock is taken after a shard's; a write holds both while it sets a
+	// task's state.
+	idxMu sync.RWMutex
+	idx   *index
+
 	closeOnce sync.Once
 	stop      chan struct{} // closed by Close to end the sweeper
 	done      chan struct{} // closed by the sweeper when it ends
 }
 
 type shard struct {
-	shardFields
-	// Each shard has cache lines of its own, so that cores writing
-	// neighbouring shards do not take a line from each other.
-	_ [cacheLine - unsafe.Sizeof(shardFields{})%cacheLine]byte
-}
-
-// cacheLine is the size of a CPU cache line on common processors.
-const cacheLine = 64
-
-type shardFields struct {
 	mu     sync.RWMutex
+	closed bool // set by Close, under mu: nothing more is held
 	tasks  map[string]*entry
 	expiry expiryHeap
-	packed []byte // where ended tasks are packed, before their copy is kept
-	// spare is the state of a task that ended, emptied, its steps array
-	// kept unless a reader holds it: for the next task to start.
-	spare *store.State
 }
 
-// entry is one task held by a shard. An entry of a task that has not
-// ended holds its state; one of a task that has ended holds the state
-// packed (see pack.go), which leaves the entry small and gives the garbage
-// collector no pointers to follow.
+// entry is one task held by a shard.
 type entry struct {
-	id      string // the task's id, its key in the shard's map
-	version int64
-	live    *store.State // the state of a task that has not ended, or nil
-	packed  string       // the state of a task that has ended
-	index   int          // position in the shard's expiry heap
+	st    store.State // the store's own copy; set under the index's lock too
+	index int         // position in the shard's expiry heap
+	// Guarded by the index's lock (index.go):
+	next []*entry // its links in the skip lists (entry.links)
+	// writes holds hashes of the ids of the task's latest writes, to
+	// recognise a resend (see store.Write): that of version v at v modulo
+	// its length, so that it holds the last ones.
+	writes [store.MinWriteIDs]uint64
 	// watchers of the task; nil when there are none.
 	watchers map[*watcher]struct{}
-	// lent is set once live's steps have been handed to a reader (Get,
-	// Watch): the next write replaces them instead of overwriting them.
-	// It is atomic because Get sets it under the read lock.
-	lent atomic.Bool
-}
-
-// set makes st the state of e. It packs the state of an ended task.
-// Otherwise it copies st's steps, so the caller keeps them, into the
-// entry's own array, which it reuses unless a reader holds it; the maps are
-// kept as they are: nobody changes them in place. The shard lock is held.
-func (sh *shard) set(e *entry, st store.State) {
-	e.version = st.Version
-	if st.Status.Terminal() {
-		sh.packed = pack(sh.packed[:0], &st)
-		e.packed = string(sh.packed)
-		if live := e.live; live != nil {
-			steps := live.Steps
-			if e.lent.Swap(false) {
-				steps = nil
-			}
-			clear(steps)
-			*live = store.State{Steps: steps[:0]}
-			sh.spare, e.live = live, nil
-		}
-		return
-	}
-	e.packed = ""
-	live := e.live
-	if live == nil {
-		live, sh.spare = sh.spare, nil
-		if live == nil {
-			live = new(store.State)
-		}
-	}
-	steps := live.Steps
-	if e.lent.Swap(false) {
-		steps = nil
-	}
-	steps = append(steps[:0], st.Steps...)
-	*live = st
-	live.Steps = steps
-	e.live = live
-}
-
-// view returns what a reader needs of the entry: its packed state if it
-// has one, else its state, lent. The shard lock is held, for reading at
-// least.
-func (e *entry) view() (st store.State, packed string) {
-	if e.live == nil {
-		return store.State{}, e.packed
-	}
-	if !e.lent.Load() {
-		e.lent.Store(true)
-	}
-	return *e.live, ""
-}
-
-// ended reports whether the task has ended.
-func (e *entry) ended() bool {
-	return e.live == nil
-}
-
-// state returns the entry's state for a reader. The shard lock is held,
-// for reading at least.
-func (e *entry) state() (store.State, error) {
-	st, packed := e.view()
-	if packed == "" {
-		return st, nil
-	}
-	return unpack(packed)
 }
 
 // watcher is one Watch call. Its channel has room for one state; a send
@@ -156,7 +78,6 @@ func (e *entry) state() (store.State, error) {
 // All fields are guarded by the lock of the shard that holds the task.
 type watcher struct {
 	ch     chan store.State
-	entry  *entry
 	closed bool
 	stop   func() bool // unregisters the context.AfterFunc
 }
@@ -207,6 +128,7 @@ func New(opts ...Option) (*Store, error) {
 		start: time.Now(),
 		sweep: time.Second,
 		seed:  maphash.MakeSeed(),
+		idx:   newIndex(),
 		stop:  make(chan struct{}),
 		done:  make(chan struct{}),
 	}
@@ -222,17 +144,18 @@ func New(opts ...Option) (*Store, error) {
 	return s, nil
 }
 
-// Close stops the sweeper and closes every watch channel. Later calls of
-// any method report an error wrapping store.ErrUnavailable. Close is
-// idempotent and always returns nil.
+// Close stops the sweeper and closes every watch channel, including those
+// of Watch calls under way. Later calls of any method report an error
+// wrapping store.ErrUnavailable. Close is idempotent and always returns
+// nil.
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
-		s.closed.Store(true)
 		close(s.stop)
 		<-s.done
 		for i := range s.shards {
 			sh := &s.shards[i]
 			sh.mu.Lock()
+			sh.closed = true
 			for _, e := range sh.tasks {
 				e.closeWatchers()
 			}
@@ -250,8 +173,8 @@ func (s *Store) Len() int {
 
 // check reports why a call for id cannot proceed, if it cannot.
 func (s *Store) check(ctx context.Context, id string) error {
-	if err := s.ready(ctx); err != nil {
-		return err
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("memstore: %w", err)
 	}
 	if err := store.ValidateID(id); err != nil {
 		return fmt.Errorf("memstore: %w", err)
@@ -259,20 +182,9 @@ func (s *Store) check(ctx context.Context, id string) error {
 	return nil
 }
 
-// ready reports why no call can proceed now, if none can.
-func (s *Store) ready(ctx context.Context) error {
-	if s.closed.Load() {
-		return errClosed
-	}
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("memstore: %w", err)
-	}
-	return nil
-}
-
 // clock returns the time that decides expiry, in nanoseconds: by default
-// on the monotonic clock since New, which wall-clock steps do not move and
-// which costs half as much to read; with WithClock, Unix time.
+// on the monotonic clock since New, which wall-clock steps do not move;
+// with WithClock, Unix time.
 func (s *Store) clock() int64 {
 	if s.now == nil {
 		return int64(time.Since(s.start))
@@ -301,69 +213,70 @@ func (s *Store) Get(ctx context.Context, id string) (store.State, error) {
 	now := s.clock()
 	sh := s.shard(id)
 	sh.mu.RLock()
-	e := sh.live(id, now)
-	var (
-		st     store.State
-		packed string
-	)
-	if e != nil {
-		st, packed = e.view()
+	defer sh.mu.RUnlock()
+	if sh.closed {
+		return store.State{}, errClosed
 	}
-	sh.mu.RUnlock()
+	e := sh.live(id, now)
 	if e == nil {
 		return store.State{}, fmt.Errorf("memstore: get %q: %w", id, store.ErrNotFound)
 	}
-	if packed != "" {
-		// Unpacking reads only the immutable packed string: no lock needed.
-		var err error
-		if st, err = unpack(packed); err != nil {
-			return store.State{}, fmt.Errorf("memstore: get %q: %w", id, err)
-		}
-	}
-	return st, nil
+	return e.st.Clone(), nil
 }
 
 // Put implements [store.Store].
-func (s *Store) Put(ctx context.Context, st store.State, ttl time.Duration) error {
-	if err := s.ready(ctx); err != nil {
-		return err
+func (s *Store) Put(ctx context.Context, w store.Write) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("memstore: %w", err)
 	}
-	if err := st.Validate(); err != nil {
+	if err := w.Validate(); err != nil {
 		return fmt.Errorf("memstore: put: %w", err)
 	}
+	st := w.State.Clone()
+	writeID := s.writeID(w.ID)
 	now := s.clock()
 	at := int64(math.MaxInt64)
-	if ttl > 0 {
-		at = now + int64(ttl)
+	if w.TTL > 0 {
+		at = now + int64(w.TTL)
 	}
 
 	sh := s.shard(st.ID)
 	sh.mu.Lock()
+	if sh.closed {
+		sh.mu.Unlock()
+		return errClosed
+	}
 	e := sh.tasks[st.ID]
 	if e != nil && sh.expiry[e.index].at <= now {
-		sh.remove(e)
+		s.remove(sh, e)
 		s.count.Add(-1)
 		e = nil
 	}
-	var stored int64
-	if e != nil {
-		stored = e.version
-	}
-	if stored != st.Version-1 {
+	if err := e.admits(w, writeID); err != nil {
 		sh.mu.Unlock()
-		return fmt.Errorf("memstore: put %q version %d: stored version is %d: %w",
-			st.ID, st.Version, stored, store.ErrConflict)
+		if errors.Is(err, errResent) {
+			return nil
+		}
+		return fmt.Errorf("memstore: put %q version %d: %w", st.ID, st.Version, err)
 	}
 	added := e == nil
+	s.idxMu.Lock()
 	if added {
-		e = &entry{id: st.ID}
+		e = &entry{st: st}
 		sh.tasks[st.ID] = e
 		sh.expiry.push(e, at)
+		s.idx.add(e)
 	} else {
 		sh.expiry.update(e.index, at)
+		s.idx.set(e, st)
 	}
-	sh.set(e, st)
-	e.notify()
+	s.idxMu.Unlock()
+	if writeID != 0 {
+		e.writes[st.Version%int64(len(e.writes))] = writeID
+	}
+	if !w.Quiet {
+		e.notify()
+	}
 	sh.mu.Unlock()
 
 	if added {
@@ -374,6 +287,41 @@ func (s *Store) Put(ctx context.Context, st store.State, ttl time.Duration) erro
 	return nil
 }
 
+// errResent says that a write was applied already: a resend.
+var errResent = errors.New("write applied already")
+
+// admits reports why w cannot be applied to e, the stored task or nil:
+// errResent if e applied it already, or an error wrapping ErrConflict.
+// writeID is the hash of w.ID, 0 for none.
+func (e *entry) admits(w store.Write, writeID uint64) error {
+	var stored int64
+	if e != nil {
+		stored = e.st.Version
+		for _, id := range e.writes {
+			if writeID != 0 && id == writeID {
+				return errResent
+			}
+		}
+	}
+	switch {
+	case stored != w.Prev:
+		return fmt.Errorf("stored version is %d, not %d: %w", stored, w.Prev, store.ErrConflict)
+	case e != nil && e.st.Incarnation != w.State.Incarnation:
+		return fmt.Errorf("stored incarnation is %q, not %q: %w", e.st.Incarnation, w.State.Incarnation, store.ErrConflict)
+	}
+	return nil
+}
+
+// writeID returns the hash by which the store remembers the write id id,
+// or 0 for none. A collision of two 64-bit hashes among a task's last few
+// writes is too unlikely to matter.
+func (s *Store) writeID(id string) uint64 {
+	if id == "" {
+		return 0
+	}
+	return max(maphash.String(s.seed, id), 1)
+}
+
 // Delete implements [store.Store].
 func (s *Store) Delete(ctx context.Context, id string) error {
 	if err := s.check(ctx, id); err != nil {
@@ -382,8 +330,11 @@ func (s *Store) Delete(ctx context.Context, id string) error {
 	sh := s.shard(id)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
+	if sh.closed {
+		return errClosed
+	}
 	if e := sh.tasks[id]; e != nil {
-		sh.remove(e)
+		s.remove(sh, e)
 		s.count.Add(-1)
 	}
 	return nil
@@ -399,67 +350,48 @@ func (s *Store) Watch(ctx context.Context, id string) (<-chan store.State, error
 	sh := s.shard(id)
 	w := &watcher{ch: make(chan store.State, 1)}
 	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if sh.closed {
+		return nil, errClosed
+	}
 	e := sh.live(id, s.clock())
 	if e == nil {
-		sh.mu.Unlock()
 		return nil, fmt.Errorf("memstore: watch %q: %w", id, store.ErrNotFound)
 	}
-	st, err := e.state()
-	if err != nil {
-		sh.mu.Unlock()
-		return nil, fmt.Errorf("memstore: watch %q: %w", id, err)
-	}
-	w.ch <- st
-	if e.ended() {
+	w.ch <- e.st.Clone()
+	if e.st.Status.Terminal() {
 		w.closed = true
 		close(w.ch)
-		sh.mu.Unlock()
 		return w.ch, nil
 	}
 	if e.watchers == nil {
 		e.watchers = make(map[*watcher]struct{})
 	}
 	e.watchers[w] = struct{}{}
-	w.entry = e
-	sh.mu.Unlock()
-
-	stop := context.AfterFunc(ctx, func() {
+	// The function runs on its own goroutine once ctx is done, so it
+	// cannot run before this call releases the lock.
+	w.stop = context.AfterFunc(ctx, func() {
 		sh.mu.Lock()
 		defer sh.mu.Unlock()
 		if !w.closed {
-			delete(w.entry.watchers, w)
+			delete(e.watchers, w)
 			w.close()
 		}
 	})
-	sh.mu.Lock()
-	if w.closed {
-		stop()
-	} else {
-		w.stop = stop
-	}
-	sh.mu.Unlock()
 	return w.ch, nil
 }
 
-// notify hands the entry's state to its watchers and, if the task has
-// ended, closes them. The shard lock is held.
+// notify hands the entry's state to its watchers, each a copy of its own,
+// and, if the task has ended, closes them. The shard lock is held.
 func (e *entry) notify() {
-	if len(e.watchers) == 0 {
-		return
-	}
-	st, err := e.state()
-	if err != nil {
-		e.closeWatchers() // cannot happen: pack's output unpacks
-		return
-	}
 	for w := range e.watchers {
 		select {
 		case <-w.ch: // drop the unread older state
 		default:
 		}
-		w.ch <- st
+		w.ch <- e.st.Clone()
 	}
-	if e.ended() {
+	if e.st.Status.Terminal() {
 		e.closeWatchers()
 	}
 }
@@ -480,10 +412,14 @@ func (w *watcher) close() {
 	}
 }
 
-// remove drops e from the shard and closes its watchers. The lock is held.
-func (sh *shard) remove(e *entry) {
+// remove drops e from sh and the index, and closes its watchers. sh's
+// lock is held.
+func (s *Store) remove(sh *shard, e *entry) {
 	sh.expiry.remove(e.index)
-	delete(sh.tasks, e.id)
+	delete(sh.tasks, e.st.ID)
+	s.idxMu.Lock()
+	s.idx.remove(e)
+	s.idxMu.Unlock()
 	e.closeWatchers()
 }
 
@@ -496,13 +432,13 @@ func (s *Store) evict(added string) {
 		sh.mu.Lock()
 		for s.count.Load() > int64(s.maxTasks) && len(sh.expiry) > 0 {
 			e := sh.expiry[0].e
-			if e.id == added {
+			if e.st.ID == added {
 				if len(sh.expiry) == 1 {
 					break
 				}
 				e = sh.expiry.soonestChild()
 			}
-			sh.remove(e)
+			s.remove(sh, e)
 			s.count.Add(-1)
 		}
 		sh.mu.Unlock()
@@ -535,7 +471,7 @@ func (s *Store) sweepExpired() int {
 			sh.mu.Lock()
 			n := 0
 			for ; n < sweepBatch && len(sh.expiry) > 0 && sh.expiry[0].at <= now; n++ {
-				sh.remove(sh.expiry[0].e)
+				s.remove(sh, sh.expiry[0].e)
 			}
 			more = n == sweepBatch
 			sh.mu.Unlock()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"sync"
 	"testing"
 	"time"
 
@@ -37,9 +38,9 @@ func TestSweepRemovesOnlyExpired(t *testing.T) {
 		if i%2 == 0 {
 			ttl = 2 * time.Hour
 		}
-		require.NoError(t, s.Put(ctx, task(fmt.Sprint(i)), ttl))
+		require.NoError(t, s.Put(ctx, store.Write{State: task(fmt.Sprint(i)), TTL: ttl}))
 	}
-	require.NoError(t, s.Put(ctx, task("forever"), 0))
+	require.NoError(t, s.Put(ctx, store.Write{State: task("forever"), TTL: 0}))
 	require.Equal(t, 1001, s.Len())
 
 	clock.Advance(90 * time.Minute)
@@ -60,14 +61,14 @@ func TestMaxTasksHoldsUnderFlood(t *testing.T) {
 	ctx := context.Background()
 	for i := range 10 * limit {
 		clock.Advance(time.Second)
-		require.NoError(t, s.Put(ctx, task(fmt.Sprint(i)), time.Hour))
+		require.NoError(t, s.Put(ctx, store.Write{State: task(fmt.Sprint(i)), TTL: time.Hour}))
 		require.LessOrEqual(t, s.Len(), limit, "the store never holds more than its limit")
 	}
 	_, err := s.Get(ctx, fmt.Sprint(10*limit-1))
 	require.NoError(t, err, "the newest task is kept")
 	_, err = s.Get(ctx, "0")
 	require.ErrorIs(t, err, store.ErrNotFound, "the task that expires soonest is evicted first")
-	require.ErrorIs(t, s.Put(ctx, store.State{ID: "0", Status: store.StatusRunning, Version: 2}, time.Hour), store.ErrConflict,
+	require.ErrorIs(t, s.Put(ctx, store.Write{State: store.State{ID: "0", Status: store.StatusRunning, Version: 2}, Prev: 1, TTL: time.Hour}), store.ErrConflict,
 		"a write to an evicted task is a conflict")
 }
 
@@ -75,7 +76,7 @@ func TestCloseEndsWatchesAndCalls(t *testing.T) {
 	s, err := New()
 	require.NoError(t, err)
 	ctx := context.Background()
-	require.NoError(t, s.Put(ctx, task("a"), 0))
+	require.NoError(t, s.Put(ctx, store.Write{State: task("a"), TTL: 0}))
 	ch, err := s.Watch(ctx, "a")
 	require.NoError(t, err)
 	<-ch
@@ -84,14 +85,14 @@ func TestCloseEndsWatchesAndCalls(t *testing.T) {
 	assert.False(t, open, "Close closes every watch channel")
 	_, err = s.Get(ctx, "a")
 	require.ErrorIs(t, err, store.ErrUnavailable)
-	require.ErrorIs(t, s.Put(ctx, task("b"), 0), store.ErrUnavailable)
+	require.ErrorIs(t, s.Put(ctx, store.Write{State: task("b"), TTL: 0}), store.ErrUnavailable)
 	require.NoError(t, s.Close(), "Close is idempotent")
 }
 
 func TestWatchOfExpiredTask(t *testing.T) {
 	s, clock := newTestStore(t)
 	ctx := context.Background()
-	require.NoError(t, s.Put(ctx, task("a"), time.Minute))
+	require.NoError(t, s.Put(ctx, store.Write{State: task("a"), TTL: time.Minute}))
 	ch, err := s.Watch(ctx, "a")
 	require.NoError(t, err)
 	<-ch
@@ -101,6 +102,38 @@ func TestWatchOfExpiredTask(t *testing.T) {
 	s.sweepExpired()
 	_, open := <-ch
 	assert.False(t, open, "the sweep closes the watches of the tasks it removes")
+}
+
+// TestCloseRacingWatch closes the store while watches are being opened:
+// every channel a Watch returned is closed once Close has returned.
+func TestCloseRacingWatch(t *testing.T) {
+	for range 30 {
+		s, err := New()
+		require.NoError(t, err)
+		ctx := context.Background()
+		require.NoError(t, s.Put(ctx, store.Write{State: task("a")}))
+		chans := make(chan (<-chan store.State), 64)
+		start := make(chan struct{})
+		var wg sync.WaitGroup
+		for range cap(chans) {
+			wg.Go(func() {
+				<-start
+				if ch, err := s.Watch(ctx, "a"); err == nil {
+					chans <- ch
+				} else {
+					assert.ErrorIs(t, err, store.ErrUnavailable)
+				}
+			})
+		}
+		close(start)
+		require.NoError(t, s.Close())
+		wg.Wait()
+		close(chans)
+		for ch := range chans {
+			for range ch { //nolint:revive // drain: the channel must be closed, or this blocks
+			}
+		}
+	}
 }
 
 func TestOptionsRejectBadValues(t *testing.T) {

@@ -40,8 +40,8 @@ func TestDefaultClockExpires(t *testing.T) {
 	require.NoError(t, err)
 	defer s.Close()
 	ctx := t.Context()
-	require.NoError(t, s.Put(ctx, store.State{ID: "short", Status: store.StatusRunning, Version: 1}, time.Microsecond))
-	require.NoError(t, s.Put(ctx, store.State{ID: "long", Status: store.StatusRunning, Version: 1}, time.Hour))
+	require.NoError(t, s.Put(ctx, store.Write{State: store.State{ID: "short", Status: store.StatusRunning, Version: 1}, TTL: time.Microsecond}))
+	require.NoError(t, s.Put(ctx, store.Write{State: store.State{ID: "long", Status: store.StatusRunning, Version: 1}, TTL: time.Hour}))
 	for start := time.Now(); time.Since(start) <= time.Microsecond; {
 		// Let the short TTL pass; the clock is real, so wait on it.
 	}

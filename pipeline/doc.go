@@ -1,5 +1,5 @@
 // Package pipeline runs the named steps of a background task and records
-// each one through a [tracker.Tracker], so that what a client reads at the
+// each one through a [tracker.Run], so that what a client reads at the
 // status endpoint follows from how the steps were declared.
 //
 // A pipeline is declared once, as an ordered list of stages, each a step or
@@ -15,24 +15,31 @@
 //		pipeline.Step("freshness_analysis", analyse, pipeline.Optional()),
 //	)
 //
-// and then run for a task, in the calling goroutine with [Pipeline.Run] or
-// in the background with a [Runner]:
+// The service creates each task when it accepts the work, with the
+// pipeline's steps as its plan, so that a client sees the task pending and
+// its whole plan at once; then it runs the pipeline for it, in the calling
+// goroutine with [Pipeline.Run] or in the background with a [Runner]:
 //
+//	err = tr.Apply(ctx, "doc-123", tracker.Create(p.Steps()...))
+//	...
 //	err = p.Run(ctx, tr, "doc-123")
 //
 // A step is a [Func]: it receives the run's context and a [*Task], through
 // which it reports progress, sets result fields such as
-// "entities_extracted", and attaches details to its failure.
+// "entities_extracted", renews the task's lease and attaches details to
+// its failure.
 //
-// # The plan
+// # The start
 //
-// When a run starts, every step is recorded as pending, in order, and the
-// task as running: a client sees the whole plan at once. Run creates the
-// task if it does not exist and starts it if it is pending (a service may
-// create it beforehand, with [Pipeline.Steps] as the plan, to answer its
-// status before the run begins). A task that is running or has ended is
-// not run again: Run returns an error wrapping [store.ErrInvalidTransition]
-// or [store.ErrTerminal] (start a new attempt with [tracker.Tracker.Retry]).
+// Run starts the task, which must be pending, with
+// [tracker.Tracker.Start], and records everything after through the
+// attempt's [tracker.Run]; the start of the task and of its first step
+// are one write. Run does not create the task: a task that does not exist,
+// is running or has ended is not run, and Run returns an error wrapping
+// [store.ErrNotFound], [store.ErrInvalidTransition] or [store.ErrTerminal]
+// (start a new attempt of an ended task with [tracker.Retry]). A step the
+// task was created without is added when the run first records it, so a
+// task created without the plan shows no step the run did not reach.
 //
 // # Steps
 //
@@ -44,11 +51,10 @@
 //
 // A run writes the task as few times as a client can tell apart: the end
 // of a step is written together with the start of the next one, or with
-// the end of the task, in one atomic write ([tracker.Tracker.Apply]). A
-// 5-step run is 6 writes, not 12, and a client never reads a step failed
-// while the task still runs, or a step ended with no step running between
-// two steps. Steps of a group write their own start and end, as they
-// happen.
+// the end of the task, in one atomic write. A 5-step run is 6 writes, not
+// 12, and a client never reads a step failed while the task still runs,
+// or a step ended with no step running between two steps. Steps of a group
+// write their own start and end, as they happen.
 //
 // # Failure
 //
@@ -81,29 +87,32 @@
 // # Groups
 //
 // The steps of a [Group] run concurrently, each in its own goroutine, and
-// each outcome is recorded (the tracker serializes the writes of one task,
-// so none is lost). The group runs to its end: a failing member does not
-// stop its siblings, whose outcomes are recorded as they are. The group
-// fails if a required member failed; the first of them, in declaration
-// order, fails the task.
+// each records through the one [tracker.Run] of the task, which orders the
+// writes so that none is lost. The group runs to its end: a failing member
+// does not stop its siblings, whose outcomes are recorded as they are.
+// The group fails if a required member failed; the first of them, in
+// declaration order, fails the task.
 //
-// # Progress and results
+// # Progress, results and heartbeats
 //
 // [Task.Progress] and [Task.SetResult] are recorded at once, each a write of
 // the task, so a client sees them while the work goes on. Progress is the
 // task's, shared by its steps (the members of a group too): the last report
-// wins. Result fields are merged, and kept whatever the outcome.
+// wins. Result fields are merged, and kept whatever the outcome. A step
+// that can run longer than the tracker's lease (see [tracker.WithLease])
+// without recording anything calls [Task.Heartbeat], so that its task is
+// not taken for abandoned.
 //
 // # Retries and timeouts
 //
 // A step declared with [Retry] makes several attempts, waiting between them
 // with exponential backoff and jitter; each retry is recorded with
-// [tracker.Tracker.RetryStep], so the step's Attempt counts the attempts and
-// its Error holds the last attempt's error while it is retried. A step with
-// a [Timeout] gets a context that ends that long after each attempt begins;
-// an attempt that fails because of it is retried like any other. An attempt
-// is not retried when it panicked, or when the run's context is done.
-// [WithSleep] replaces the wait, for tests.
+// [tracker.RetryStep], so the step's Attempt counts the attempts and its
+// Error holds the last attempt's error while it is retried. Retry(n, 0, 0)
+// retries without waiting. A step with a [Timeout] gets a context that
+// ends that long after each attempt begins; an attempt that fails because
+// of it is retried like any other. An attempt is not retried when it
+// panicked, or when the run's context is done.
 //
 // # Panics
 //
@@ -128,12 +137,39 @@
 // use the cancellation of the run's context, so the end of a canceled run
 // is recorded too.
 //
+// # Cancel requests
+//
+// The cancellation of a task can be asked for from any process, with
+// [tracker.RequestCancel] (an HTTP handler or a dashboard does). The run
+// follows its task through the store's watch ([tracker.Run.WatchCancel]):
+// on a request it cancels the context of the steps under way, with a
+// cause that wraps [tracker.ErrCancelRequested] and gives the reason, and
+// goes on as for a canceled context: no further step runs, a step that
+// stopped is recorded failed with the cause, one that finished its work
+// anyway is recorded as it ended, and the task is recorded canceled. A
+// task canceled before its run starts was never started: Run runs nothing
+// and returns an error wrapping [store.ErrTerminal].
+//
+// # Runs that are no longer the task's
+//
+// A run records only its own attempt of the task. If the task is retried
+// or created anew while the run goes on (the process was thought dead and
+// its task retried: the run is a zombie), its writes are refused with
+// [store.ErrStale]; if the task ends elsewhere (a rescuer fails it), with
+// [store.ErrTerminal]. The run then records nothing more,
+// cancels the context of the steps under way (its cause wraps the
+// refusal), runs no further step, logs why once with [slog.Default], and
+// Run returns an error wrapping the refusal.
+//
 // # Tracking never fails the work
 //
-// The errors of the tracker, such as a store that is down, do not change
+// Other errors of the tracker, such as a store that is down, do not change
 // what runs or what Run returns: the steps run and their outcomes decide
 // the result. The tracker reports each of its errors to its error handler
-// (see [tracker.WithErrorHandler]); the pipeline reports nothing more.
+// (see [tracker.WithErrorHandler]), and the pipeline reports nothing more.
+// What the store did not take is kept by the [tracker.Run] and written
+// when the store answers again; [tracker.Tracker.Close] writes what is
+// still kept when the service stops.
 //
 // # Running in the background
 //
@@ -142,5 +178,6 @@
 // the request but keeps its values (the correlation id among them).
 // [Runner.Shutdown] refuses new runs and waits for those in flight; if its
 // context ends first it cancels them, and waits until each has recorded its
-// end, so that no task is left running.
+// end, so that no task is left running. Shut the Runner down before the
+// tracker is closed.
 package pipeline

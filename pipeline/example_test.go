@@ -38,7 +38,15 @@ func newTracker() (*tracker.Tracker, func()) {
 	if err != nil {
 		log.Fatal(err)
 	}
-	return tr, func() { mem.Close() }
+	return tr, func() {
+		// Write what waits for the store, then close it.
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := tr.Close(ctx); err != nil {
+			log.Print(err)
+		}
+		mem.Close()
+	}
 }
 
 func ExamplePipeline_Run() {
@@ -65,6 +73,11 @@ func ExamplePipeline_Run() {
 		return
 	}
 
+	// The service records the task, with its plan, when it accepts it.
+	if err := tr.Apply(ctx, "doc-1", tracker.Create(p.Steps()...)); err != nil {
+		log.Print(err)
+		return
+	}
 	err = p.Run(ctx, tr, "doc-1")
 	fmt.Println("run error:", err)
 	printTask(ctx, tr, "doc-1")
@@ -94,6 +107,11 @@ func ExamplePipeline_Run_failure() {
 		return
 	}
 
+	// The service records the task, with its plan, when it accepts it.
+	if err := tr.Apply(ctx, "doc-2", tracker.Create(p.Steps()...)); err != nil {
+		log.Print(err)
+		return
+	}
 	err = p.Run(ctx, tr, "doc-2")
 	fmt.Println("run error:", err)
 	printTask(ctx, tr, "doc-2")
@@ -127,6 +145,10 @@ func ExampleDependsOn() {
 		return
 	}
 
+	if err := tr.Apply(ctx, "doc-123", tracker.Create(p.Steps()...)); err != nil {
+		log.Print(err)
+		return
+	}
 	_ = p.Run(ctx, tr, "doc-123")
 	printTask(ctx, tr, "doc-123")
 	// Output:
@@ -152,8 +174,13 @@ func ExampleRunner() {
 		return
 	}
 
-	// In a request handler: start the work and answer at once.
+	// In a request handler: record the task, start the work and answer
+	// at once.
 	req := tracker.ContextWithCorrelationID(context.Background(), "abc-456-def")
+	if err := tr.Apply(req, "doc-7", tracker.Create(p.Steps()...)); err != nil {
+		log.Print(err)
+		return
+	}
 	if err := runner.Go(req, p, tr, "doc-7"); err != nil {
 		log.Print(err)
 		return

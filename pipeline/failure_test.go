@@ -47,6 +47,7 @@ func TestSeedFailedResponse(t *testing.T) {
 		pipeline.Step("qdrant_indexing", notRun(t), pipeline.DependsOn("embedding_generation")),
 		pipeline.Step("freshness_analysis", notRun(t), pipeline.Optional()),
 	)
+	require.NoError(t, f.tr.Apply(ctx, "doc-123", tracker.Create(p.Steps()...)), "the service records the task when it accepts it")
 
 	err := p.Run(ctx, f.tr, "doc-123")
 
@@ -94,6 +95,7 @@ func TestFailureFollowsDependencies(t *testing.T) {
 			pipeline.Step("g", notRun(t), pipeline.Optional()),
 		),
 	)
+	f.create(t, p, "doc")
 
 	err := p.Run(t.Context(), f.tr, "doc")
 	require.EqualError(t, err, `pipeline: step "b": b broke`)
@@ -133,6 +135,7 @@ func TestOptionalStepFailureLetsTheRunGoOn(t *testing.T) {
 				return nil
 			}),
 		)
+		f.create(t, p, "doc")
 
 		require.NoError(t, p.Run(t.Context(), f.tr, "doc"), "an optional step's failure is not the run's")
 		assert.True(t, ranAfter, "the steps after an optional failure run")
@@ -153,6 +156,7 @@ func TestOptionalStepFailureLetsTheRunGoOn(t *testing.T) {
 			pipeline.Step("report", notRun(t), pipeline.DependsOn("freshness")),
 			pipeline.Step("b", notRun(t)),
 		)
+		f.create(t, p, "doc")
 
 		err := p.Run(t.Context(), f.tr, "doc")
 		var de *pipeline.DependencyError
@@ -178,6 +182,7 @@ func TestDetailsOfTheFailingStep(t *testing.T) {
 		task.Detail("unencodable", make(chan int))
 		return errors.New("connection refused")
 	}))
+	f.create(t, p, "doc")
 
 	require.Error(t, p.Run(t.Context(), f.tr, "doc"))
 	st := f.get(t, "doc")
@@ -200,6 +205,7 @@ func TestPanicIsTheStepsFailure(t *testing.T) {
 	)
 
 	var err error
+	f.create(t, p, "doc")
 	require.NotPanics(t, func() { err = p.Run(t.Context(), f.tr, "doc") })
 	var pe *pipeline.PanicError
 	require.ErrorAs(t, err, &pe)
@@ -253,6 +259,7 @@ func TestGroupOf16RecordsEveryOutcome(t *testing.T) {
 		}, pipeline.Optional())
 	}
 	p := newPipeline(t, pipeline.Step("first", ok), pipeline.Group(members...), pipeline.Step("last", ok))
+	f.create(t, p, "doc")
 
 	require.NoError(t, p.Run(ctx, f.tr, "doc"))
 
@@ -302,6 +309,7 @@ func TestGroupFailsAfterAllMembersEnd(t *testing.T) {
 		pipeline.Step("f", notRun(t)),
 		pipeline.Step("g", notRun(t), pipeline.DependsOn("d")),
 	)
+	f.create(t, p, "doc")
 
 	err := p.Run(t.Context(), f.tr, "doc")
 	require.EqualError(t, err, `pipeline: step "b": b broke`, "the first required failure, in declaration order, is the run's")

@@ -3,8 +3,10 @@ package pipeline_test
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -29,33 +31,45 @@ var t0 = time.Date(2025, 11, 12, 10, 0, 0, 0, time.UTC)
 // the errors it reports.
 type fixture struct {
 	tr    *tracker.Tracker
+	store store.Store // what tr writes: the memstore, or what wrap made of it
 	clock *storetest.Clock
 
 	mu     sync.Mutex
 	errors []error
 }
 
-// newFixture returns a fixture whose store is the memstore, or what wrap
-// makes of it.
-func newFixture(t testing.TB, wrap ...func(store.Store) store.Store) *fixture {
+func newFixture(t testing.TB) *fixture {
+	t.Helper()
+	return newFixtureWith(t, nil)
+}
+
+// newFixtureWith returns a fixture whose store is what wrap makes of the
+// memstore (if wrap is not nil), and whose tracker has opts too.
+func newFixtureWith(t testing.TB, wrap func(store.Store) store.Store, opts ...tracker.Option) *fixture {
 	t.Helper()
 	clock := storetest.NewClock(t0)
 	mem, err := memstore.New(memstore.WithClock(clock.Now))
 	require.NoError(t, err)
 	t.Cleanup(func() { require.NoError(t, mem.Close()) })
-	var s store.Store = mem
-	for _, w := range wrap {
-		s = w(s)
+	f := &fixture{clock: clock, store: mem}
+	if wrap != nil {
+		f.store = wrap(mem)
 	}
-	f := &fixture{clock: clock}
-	f.tr, err = tracker.New(s,
+	opts = append([]tracker.Option{
 		tracker.WithClock(clock.Now),
 		tracker.WithErrorHandler(func(_ context.Context, err error) {
 			f.mu.Lock()
 			defer f.mu.Unlock()
 			f.errors = append(f.errors, err)
-		}))
+		}),
+	}, opts...)
+	f.tr, err = tracker.New(f.store, opts...)
 	require.NoError(t, err)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		assert.NoError(t, f.tr.Close(ctx), "the tracker writes what it kept")
+	})
 	return f
 }
 
@@ -64,6 +78,13 @@ func (f *fixture) reported() []error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return append([]error(nil), f.errors...)
+}
+
+// create records task id as pending with the plan of p, as a service does
+// before it runs p.
+func (f *fixture) create(t testing.TB, p *pipeline.Pipeline, id string) {
+	t.Helper()
+	require.NoError(t, f.tr.Apply(context.Background(), id, tracker.Create(p.Steps()...)))
 }
 
 func (f *fixture) get(t *testing.T, id string) store.State {
@@ -90,9 +111,9 @@ func step(t *testing.T, st store.State, name string) store.Step {
 	return s
 }
 
-func newPipeline(t testing.TB, opts ...pipeline.Option) *pipeline.Pipeline {
+func newPipeline(t testing.TB, stages ...pipeline.Stage) *pipeline.Pipeline {
 	t.Helper()
-	p, err := pipeline.New(opts...)
+	p, err := pipeline.New(stages...)
 	require.NoError(t, err)
 	return p
 }
@@ -113,42 +134,100 @@ func notRun(t *testing.T) pipeline.Func {
 	}
 }
 
+// puts is a store that counts its writes, and calls hook, if set, after
+// each write that succeeded.
+type puts struct {
+	store.Store
+	n    atomic.Int64
+	hook func(store.Write)
+}
+
+func (s *puts) Put(ctx context.Context, w store.Write) error {
+	s.n.Add(1)
+	err := s.Store.Put(ctx, w)
+	if err == nil && s.hook != nil {
+		s.hook(w)
+	}
+	return err
+}
+
+// logs captures what is logged with slog.Default until the test ends.
+type logs struct {
+	mu      sync.Mutex
+	records []slog.Record
+}
+
+func captureLogs(t *testing.T) *logs {
+	l := &logs{}
+	old := slog.Default()
+	slog.SetDefault(slog.New(l))
+	t.Cleanup(func() { slog.SetDefault(old) })
+	return l
+}
+
+func (l *logs) Enabled(context.Context, slog.Level) bool { return true }
+
+func (l *logs) Handle(_ context.Context, r slog.Record) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.records = append(l.records, r.Clone())
+	return nil
+}
+
+func (l *logs) WithAttrs([]slog.Attr) slog.Handler { return l }
+func (l *logs) WithGroup(string) slog.Handler      { return l }
+
+// attrs returns the attributes of each record logged, by key, with the
+// message under "msg".
+func (l *logs) attrs() []map[string]string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var all []map[string]string
+	for _, r := range l.records {
+		m := map[string]string{"msg": r.Message}
+		r.Attrs(func(a slog.Attr) bool {
+			m[a.Key] = a.Value.String()
+			return true
+		})
+		all = append(all, m)
+	}
+	return all
+}
+
 func TestNewRejectsInvalidDeclarations(t *testing.T) {
 	long := strings.Repeat("s", tracker.MaxStepNameLen+1)
-	many := make([]pipeline.Option, tracker.MaxSteps+1)
+	many := make([]pipeline.Stage, tracker.MaxSteps+1)
 	for i := range many {
 		many[i] = pipeline.Step("s"+strings.Repeat("x", i%100)+string(rune('a'+i/100)), ok)
 	}
 	for _, tc := range []struct {
-		name string
-		opts []pipeline.Option
-		want string
+		name   string
+		stages []pipeline.Stage
+		want   string
 	}{
 		{"NoSteps", nil, "no steps"},
-		{"EmptyName", []pipeline.Option{pipeline.Step("", ok)}, "without a name"},
-		{"LongName", []pipeline.Option{pipeline.Step(long, ok)}, "step name of"},
-		{"NilFunc", []pipeline.Option{pipeline.Step("a", nil)}, "nil function"},
-		{"Duplicate", []pipeline.Option{pipeline.Step("a", ok), pipeline.Step("a", ok)}, "declared twice"},
-		{"DuplicateInGroup", []pipeline.Option{pipeline.Group(pipeline.Step("a", ok), pipeline.Step("a", ok))}, "declared twice"},
-		{"UnknownDependency", []pipeline.Option{pipeline.Step("a", ok, pipeline.DependsOn("b"))}, "not a step of an earlier stage"},
-		{"LaterDependency", []pipeline.Option{pipeline.Step("a", ok, pipeline.DependsOn("b")), pipeline.Step("b", ok)}, "not a step of an earlier stage"},
-		{"SelfDependency", []pipeline.Option{pipeline.Step("a", ok, pipeline.DependsOn("a"))}, "not a step of an earlier stage"},
-		{"DependencyInSameGroup", []pipeline.Option{pipeline.Group(
+		{"EmptyName", []pipeline.Stage{pipeline.Step("", ok)}, "without a name"},
+		{"LongName", []pipeline.Stage{pipeline.Step(long, ok)}, "step name of"},
+		{"NilFunc", []pipeline.Stage{pipeline.Step("a", nil)}, "nil function"},
+		{"Duplicate", []pipeline.Stage{pipeline.Step("a", ok), pipeline.Step("a", ok)}, "declared twice"},
+		{"DuplicateInGroup", []pipeline.Stage{pipeline.Group(pipeline.Step("a", ok), pipeline.Step("a", ok))}, "declared twice"},
+		{"UnknownDependency", []pipeline.Stage{pipeline.Step("a", ok, pipeline.DependsOn("b"))}, "not a step of an earlier stage"},
+		{"LaterDependency", []pipeline.Stage{pipeline.Step("a", ok, pipeline.DependsOn("b")), pipeline.Step("b", ok)}, "not a step of an earlier stage"},
+		{"SelfDependency", []pipeline.Stage{pipeline.Step("a", ok, pipeline.DependsOn("a"))}, "not a step of an earlier stage"},
+		{"DependencyInSameGroup", []pipeline.Stage{pipeline.Group(
 			pipeline.Step("a", ok), pipeline.Step("b", ok, pipeline.DependsOn("a")))}, "not a step of an earlier stage"},
-		{"EmptyGroup", []pipeline.Option{pipeline.Group()}, "empty stage"},
-		{"ZeroStage", []pipeline.Option{pipeline.Stage{}}, "empty stage"},
-		{"InvalidOptionInGroup", []pipeline.Option{pipeline.Group(pipeline.Step("a", ok, pipeline.Timeout(0)))}, "Timeout(0s)"},
-		{"ZeroAttempts", []pipeline.Option{pipeline.Step("a", ok, pipeline.Retry(0, 0, 0))}, "fewer than 1 attempt"},
-		{"NegativeBackoff", []pipeline.Option{pipeline.Step("a", ok, pipeline.Retry(2, -1, 0))}, "0 <= initial <= maxWait"},
-		{"MaxBelowInitial", []pipeline.Option{pipeline.Step("a", ok, pipeline.Retry(2, time.Second, time.Millisecond))}, "0 <= initial <= maxWait"},
-		{"NegativeTimeout", []pipeline.Option{pipeline.Step("a", ok, pipeline.Timeout(-time.Second))}, "not positive"},
-		{"NilSleep", []pipeline.Option{pipeline.Step("a", ok), pipeline.WithSleep(nil)}, "nil function"},
-		{"NilOption", []pipeline.Option{pipeline.Step("a", ok), nil}, "nil option"},
-		{"NilStepOption", []pipeline.Option{pipeline.Step("a", ok, nil)}, `step "a": nil option`},
+		{"EmptyGroup", []pipeline.Stage{pipeline.Group()}, "empty stage"},
+		{"ZeroStage", []pipeline.Stage{pipeline.Step("a", ok), {}}, "empty stage"},
+		{"InvalidOptionInGroup", []pipeline.Stage{pipeline.Group(pipeline.Step("a", ok, pipeline.Timeout(0)))}, "Timeout(0s)"},
+		{"ZeroAttempts", []pipeline.Stage{pipeline.Step("a", ok, pipeline.Retry(0, 0, 0))}, "fewer than 1 attempt"},
+		{"NegativeBackoff", []pipeline.Stage{pipeline.Step("a", ok, pipeline.Retry(2, -1, 0))}, "0 <= initial <= maxWait"},
+		{"MaxBelowInitial", []pipeline.Stage{pipeline.Step("a", ok, pipeline.Retry(2, time.Second, time.Millisecond))}, "0 <= initial <= maxWait"},
+		{"NegativeTimeout", []pipeline.Stage{pipeline.Step("a", ok, pipeline.Timeout(-time.Second))}, "not positive"},
+		{"NilStepOption", []pipeline.Stage{pipeline.Step("a", ok, nil)}, `step "a": nil option`},
 		{"TooManySteps", many, "more than"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			p, err := pipeline.New(tc.opts...)
+			p, err := pipeline.New(tc.stages...)
 			require.ErrorContains(t, err, tc.want)
 			assert.Nil(t, p)
 		})
@@ -167,7 +246,7 @@ func TestStepsIsThePlan(t *testing.T) {
 	assert.Equal(t, "a", p.Steps()[0], "Steps returns a copy")
 }
 
-func TestRunRecordsPlanStepsAndTiming(t *testing.T) {
+func TestRunRecordsStepsAndTiming(t *testing.T) {
 	f := newFixture(t)
 	ctx := tracker.ContextWithCorrelationID(t.Context(), "abc-456-def")
 	const id = "doc-123"
@@ -191,12 +270,13 @@ func TestRunRecordsPlanStepsAndTiming(t *testing.T) {
 			return nil
 		}),
 	)
+	require.NoError(t, f.tr.Apply(ctx, id, tracker.Create(p.Steps()...)))
 
 	require.NoError(t, p.Run(ctx, f.tr, id))
 
 	assert.Equal(t, store.StatusRunning, seen.Status, "the task runs while its first step does")
 	assert.Equal(t, map[string]store.StepStatus{"extract": store.StepRunning, "embed": store.StepPending, "index": store.StepPending},
-		statuses(seen), "every step is recorded when the run starts")
+		statuses(seen), "the plan is recorded when the run starts")
 	assert.Equal(t, []string{"extract", "embed", "index"}, []string{seen.Steps[0].Name, seen.Steps[1].Name, seen.Steps[2].Name},
 		"steps are recorded in order")
 
@@ -229,23 +309,25 @@ func TestRunStartsOnlyAPendingTask(t *testing.T) {
 		setup func(tr *tracker.Tracker, id string) error
 		want  error // nil: the run goes ahead
 	}{
-		{"Unknown", func(*tracker.Tracker, string) error { return nil }, nil},
-		{"Pending", func(tr *tracker.Tracker, id string) error { return tr.Create(ctx, id, "a", "b") }, nil},
-		{"PendingWithOtherPlan", func(tr *tracker.Tracker, id string) error { return tr.Create(ctx, id, "b", "x") }, nil},
+		{"Pending", func(tr *tracker.Tracker, id string) error { return tr.Apply(ctx, id, tracker.Create("a", "b")) }, nil},
+		{"PendingWithOtherPlan", func(tr *tracker.Tracker, id string) error { return tr.Apply(ctx, id, tracker.Create("b", "x")) }, nil},
+		{"Unknown", func(*tracker.Tracker, string) error { return nil }, store.ErrNotFound},
 		{"Running", func(tr *tracker.Tracker, id string) error {
-			if err := tr.Create(ctx, id); err != nil {
+			if err := tr.Apply(ctx, id, tracker.Create()); err != nil {
 				return err
 			}
-			return tr.Start(ctx, id)
+			_, err := tr.Start(ctx, id)
+			return err
 		}, store.ErrInvalidTransition},
 		{"Ended", func(tr *tracker.Tracker, id string) error {
-			if err := tr.Create(ctx, id); err != nil {
+			if err := tr.Apply(ctx, id, tracker.Create()); err != nil {
 				return err
 			}
-			return tr.Cancel(ctx, id, nil)
+			return tr.Apply(ctx, id, tracker.Cancel(nil))
 		}, store.ErrTerminal},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			logged := captureLogs(t)
 			f := newFixture(t)
 			require.NoError(t, tc.setup(f.tr, "doc"))
 			before, _ := f.tr.Get(ctx, "doc")
@@ -257,11 +339,14 @@ func TestRunStartsOnlyAPendingTask(t *testing.T) {
 
 			err := p.Run(ctx, f.tr, "doc")
 
-			assert.Empty(t, f.reported(), "finding the task in any state is no tracking error")
 			if tc.want != nil {
 				require.ErrorIs(t, err, tc.want)
-				assert.False(t, ran, "a task that has started is not run again")
-				assert.True(t, before.Equal(f.get(t, "doc")), "a refused run leaves the task as it was")
+				assert.False(t, ran, "a task that is not pending is not run")
+				after, _ := f.tr.Get(ctx, "doc")
+				assert.True(t, before.Equal(after), "a refused run leaves the task as it was")
+				require.Len(t, f.reported(), 1, "the tracker reports the refused start")
+				require.ErrorIs(t, f.reported()[0], tc.want)
+				assert.Empty(t, logged.attrs(), "the pipeline does not report it again")
 				return
 			}
 			require.NoError(t, err)
@@ -270,82 +355,83 @@ func TestRunStartsOnlyAPendingTask(t *testing.T) {
 			assert.Equal(t, store.StatusSuccess, st.Status)
 			assert.Equal(t, store.StepSuccess, step(t, st, "a").Status)
 			assert.Equal(t, store.StepSuccess, step(t, st, "b").Status)
+			assert.Empty(t, f.reported())
 		})
 	}
 }
 
 func TestRunLosesTheRaceToStart(t *testing.T) {
-	var other *tracker.Tracker
-	f := newFixture(t, func(s store.Store) store.Store {
-		var err error
-		other, err = tracker.New(s) // another process, writing the same store
-		require.NoError(t, err)
-		return &afterGet{Store: s, hook: func() { require.NoError(t, other.Start(context.Background(), "doc")) }}
-	})
-	require.NoError(t, f.tr.Create(t.Context(), "doc"))
+	f := newFixture(t)
 	p := newPipeline(t, pipeline.Step("a", notRun(t)))
+	f.create(t, p, "doc")
+	other, err := tracker.New(f.store) // another process, writing the same store
+	require.NoError(t, err)
+	_, err = other.Start(t.Context(), "doc")
+	require.NoError(t, err)
 
-	err := p.Run(t.Context(), f.tr, "doc")
-	require.ErrorIs(t, err, store.ErrInvalidTransition, "the task was started by another between the read and the start")
+	err = p.Run(t.Context(), f.tr, "doc")
+	require.ErrorIs(t, err, store.ErrInvalidTransition, "the task was started by another after this tracker created it")
 	assert.Len(t, f.reported(), 1, "the tracker reports the refused start")
-}
-
-// afterGet runs hook after its first Get.
-type afterGet struct {
-	store.Store
-	once sync.Once
-	hook func()
-}
-
-func (s *afterGet) Get(ctx context.Context, id string) (store.State, error) {
-	st, err := s.Store.Get(ctx, id)
-	s.once.Do(s.hook)
-	return st, err
 }
 
 func TestRunRejectsInvalidArguments(t *testing.T) {
 	f := newFixture(t)
 	p := newPipeline(t, pipeline.Step("a", notRun(t)))
-	require.ErrorIs(t, p.Run(t.Context(), f.tr, "a{b}"), store.ErrInvalidID)
+	require.ErrorIs(t, p.Run(t.Context(), f.tr, "a{b}"), store.ErrInvalidID, "the tracker checks the id")
 	require.ErrorContains(t, p.Run(t.Context(), nil, "doc"), "nil tracker")
 }
 
-func TestStoreDownDoesNotFailTheWork(t *testing.T) {
-	f := newFixture(t, func(s store.Store) store.Store { return downStore{s} })
-	ran := 0
-	count := func(_ context.Context, task *pipeline.Task) error {
-		ran++
-		task.Progress(int64(ran), 3, "")
-		task.SetResult(map[string]any{"n": ran})
-		return nil
+// TestWritesPerRun counts the writes of runs of steps run alone: the end
+// of a step is written with the start of the next, or with the end of the
+// task.
+func TestWritesPerRun(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		failAt int // the step that fails, from 0, or -1
+		want   int64
+	}{
+		{"Success", -1, 6}, // the start with the first step's, 4 step ends with the next's start, the end
+		{"FailureAtThirdStep", 2, 4},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			counter := &puts{}
+			f := newFixtureWith(t, func(s store.Store) store.Store { counter.Store = s; return counter })
+			stages := make([]pipeline.Stage, 5)
+			for i := range stages {
+				fn := ok
+				if i == tc.failAt {
+					fn = fail(errors.New("broken"))
+				}
+				stages[i] = pipeline.Step(string(rune('a'+i)), fn)
+			}
+			p := newPipeline(t, stages...)
+			f.create(t, p, "doc")
+			counter.n.Store(0)
+
+			_ = p.Run(t.Context(), f.tr, "doc")
+
+			assert.Equal(t, tc.want, counter.n.Load())
+			assert.Empty(t, f.reported(), "no write conflicted or failed")
+		})
 	}
-	p := newPipeline(t, pipeline.Step("a", count), pipeline.Step("b", count), pipeline.Step("c", count))
-
-	require.NoError(t, p.Run(t.Context(), f.tr, "doc"), "the work succeeded, whatever the store did")
-	assert.Equal(t, 3, ran, "every step ran")
-
-	reported := f.reported()
-	require.NotEmpty(t, reported, "the outage is reported to the error handler")
-	for i, err := range reported {
-		require.ErrorIs(t, err, store.ErrUnavailable)
-		var te *tracker.Error
-		require.ErrorAs(t, err, &te, "errors are reported by the tracker, not by the pipeline")
-		for _, other := range reported[:i] {
-			require.NotSame(t, other, err, "each error is reported once")
-		}
-	}
-
-	broken := errors.New("broken")
-	p = newPipeline(t, pipeline.Step("a", fail(broken)))
-	err := p.Run(t.Context(), f.tr, "doc")
-	require.ErrorIs(t, err, broken, "a failing step still fails the run")
 }
 
-// downStore is a store that cannot be reached.
-type downStore struct{ store.Store }
+func TestHeartbeatRenewsTheLease(t *testing.T) {
+	f := newFixtureWith(t, nil, tracker.WithLease(30*time.Second))
+	var before, after store.State
+	p := newPipeline(t, pipeline.Step("long", func(_ context.Context, task *pipeline.Task) error {
+		before = f.get(t, task.ID())
+		f.clock.Advance(20 * time.Second)
+		task.Heartbeat()
+		after = f.get(t, task.ID())
+		return nil
+	}))
+	f.create(t, p, "doc")
 
-var errDown = errors.Join(store.ErrUnavailable, errors.New("connection refused"))
-
-func (downStore) Get(context.Context, string) (store.State, error) { return store.State{}, errDown }
-
-func (downStore) Put(context.Context, store.State, time.Duration) error { return errDown }
+	require.NoError(t, p.Run(t.Context(), f.tr, "doc"))
+	assert.Equal(t, t0.Add(30*time.Second), before.LeaseUntil)
+	assert.Equal(t, t0.Add(50*time.Second), after.LeaseUntil, "the heartbeat renews the lease from its time")
+	assert.Equal(t, before.UpdatedAt, after.UpdatedAt, "a heartbeat changes nothing a client reads")
+	assert.Equal(t, before.Version+1, after.Version)
+	assert.Empty(t, f.reported())
+}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,28 +15,8 @@ import (
 	"github.com/taskstatus/taskstatus/tracker"
 )
 
-// sleeper records the waits asked of it and returns at once.
-type sleeper struct {
-	mu    sync.Mutex
-	waits []time.Duration
-}
-
-func (s *sleeper) sleep(ctx context.Context, d time.Duration) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.waits = append(s.waits, d)
-	return ctx.Err()
-}
-
-func (s *sleeper) asked() []time.Duration {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]time.Duration(nil), s.waits...)
-}
-
 func TestRetryRecordsEachAttempt(t *testing.T) {
 	f := newFixture(t)
-	var sl sleeper
 	type seen struct {
 		attempt int
 		err     string
@@ -52,9 +31,9 @@ func TestRetryRecordsEachAttempt(t *testing.T) {
 				return errors.New("attempt " + strconv.Itoa(len(attempts)) + " refused")
 			}
 			return nil
-		}, pipeline.Retry(5, 100*time.Millisecond, time.Second)),
-		pipeline.WithSleep(sl.sleep),
+		}, pipeline.Retry(5, 0, 0)),
 	)
+	f.create(t, p, "doc")
 
 	require.NoError(t, p.Run(t.Context(), f.tr, "doc"))
 
@@ -64,53 +43,25 @@ func TestRetryRecordsEachAttempt(t *testing.T) {
 	assert.Equal(t, store.StepSuccess, s.Status)
 	assert.Equal(t, 3, s.Attempt)
 	assert.Empty(t, s.Error, "a step that succeeds in the end has no error")
-	waits := sl.asked()
-	require.Len(t, waits, 2, "one wait before each retry")
-	assert.GreaterOrEqual(t, waits[0], 50*time.Millisecond)
-	assert.LessOrEqual(t, waits[0], 100*time.Millisecond)
-	assert.GreaterOrEqual(t, waits[1], 100*time.Millisecond)
-	assert.LessOrEqual(t, waits[1], 200*time.Millisecond)
+	assert.Empty(t, f.reported())
 }
 
-func TestRetryBackoffGrowsWithJitter(t *testing.T) {
+func TestRetryUsesEveryAttempt(t *testing.T) {
 	f := newFixture(t)
-	var sl sleeper
 	const attempts = 9
-	p := newPipeline(t,
-		pipeline.Step("embed", fail(errors.New("refused")), pipeline.Retry(attempts, 100*time.Millisecond, time.Second)),
-		pipeline.WithSleep(sl.sleep),
-	)
-	p2 := newPipeline(t,
-		pipeline.Step("flat", fail(errors.New("refused")), pipeline.Retry(attempts, time.Second, time.Second)),
-		pipeline.WithSleep(sl.sleep),
-	)
+	calls := 0
+	p := newPipeline(t, pipeline.Step("embed", func(context.Context, *pipeline.Task) error {
+		calls++
+		return errors.New("refused")
+	}, pipeline.Retry(attempts, 0, 0)))
+	f.create(t, p, "doc")
 
 	err := p.Run(t.Context(), f.tr, "doc")
 	require.EqualError(t, err, `pipeline: step "embed": refused`, "the last attempt's error fails the step")
+	assert.Equal(t, attempts, calls)
 	s := step(t, f.get(t, "doc"), "embed")
 	assert.Equal(t, store.StepFailed, s.Status)
 	assert.Equal(t, attempts, s.Attempt, "every attempt is counted")
-
-	waits := sl.asked()
-	require.Len(t, waits, attempts-1)
-	nominal := []int64{100, 200, 400, 800, 1000, 1000, 1000, 1000} // ms: doubling, capped
-	for i, w := range waits {
-		d := time.Duration(nominal[i]) * time.Millisecond
-		assert.GreaterOrEqual(t, w, d/2, "wait %d", i+1)
-		assert.LessOrEqual(t, w, d, "wait %d", i+1)
-		if i > 0 && i < 4 {
-			assert.GreaterOrEqual(t, w, waits[i-1], "waits grow until the cap")
-		}
-	}
-
-	require.Error(t, p2.Run(t.Context(), f.tr, "flat"))
-	waits = sl.asked()[attempts-1:]
-	require.Len(t, waits, attempts-1)
-	distinct := make(map[time.Duration]bool)
-	for _, w := range waits {
-		distinct[w] = true
-	}
-	assert.Greater(t, len(distinct), 1, "waits of the same nominal length are jittered")
 }
 
 func TestRetryEndsEarly(t *testing.T) {
@@ -121,15 +72,23 @@ func TestRetryEndsEarly(t *testing.T) {
 			calls++
 			panic("bug")
 		}, pipeline.Retry(3, 0, 0)))
+		f.create(t, p, "doc")
 		var pe *pipeline.PanicError
 		require.ErrorAs(t, p.Run(t.Context(), f.tr, "doc"), &pe)
 		assert.Equal(t, 1, calls, "a panic is a bug, not retried")
 		assert.Equal(t, 1, step(t, f.get(t, "doc"), "a").Attempt)
 	})
-	t.Run("CanceledDuringWait", func(t *testing.T) {
-		f := newFixture(t)
+	t.Run("CanceledBeforeTheWait", func(t *testing.T) {
 		ctx, cancel := context.WithCancel(t.Context())
 		defer cancel()
+		// The run is canceled once the retry is recorded: the wait of an
+		// hour before it ends at once.
+		hooked := &puts{hook: func(w store.Write) {
+			if s, ok := w.State.Step("a"); ok && s.Attempt == 2 {
+				cancel()
+			}
+		}}
+		f := newFixtureWith(t, func(s store.Store) store.Store { hooked.Store = s; return hooked })
 		calls := 0
 		p := newPipeline(t,
 			pipeline.Step("a", func(context.Context, *pipeline.Task) error {
@@ -137,11 +96,8 @@ func TestRetryEndsEarly(t *testing.T) {
 				return errors.New("refused")
 			}, pipeline.Retry(3, time.Hour, time.Hour)),
 			pipeline.Step("b", notRun(t)),
-			pipeline.WithSleep(func(ctx context.Context, _ time.Duration) error {
-				cancel()
-				return ctx.Err()
-			}),
 		)
+		f.create(t, p, "doc")
 		require.ErrorIs(t, p.Run(ctx, f.tr, "doc"), context.Canceled)
 		assert.Equal(t, 1, calls, "no attempt after the run is canceled")
 		st := f.get(t, "doc")
@@ -151,24 +107,10 @@ func TestRetryEndsEarly(t *testing.T) {
 		assert.Equal(t, "refused", a.Error)
 		assert.Equal(t, store.StepSkipped, step(t, st, "b").Status)
 	})
-	t.Run("DefaultSleep", func(t *testing.T) {
-		f := newFixture(t)
-		calls := 0
-		p := newPipeline(t, pipeline.Step("a", func(context.Context, *pipeline.Task) error {
-			calls++
-			if calls == 1 {
-				return errors.New("refused")
-			}
-			return nil
-		}, pipeline.Retry(2, 0, 0)))
-		require.NoError(t, p.Run(t.Context(), f.tr, "doc"))
-		assert.Equal(t, 2, calls)
-	})
 }
 
 func TestTimeoutBoundsEachAttempt(t *testing.T) {
 	f := newFixture(t)
-	var sl sleeper
 	calls := 0
 	p := newPipeline(t,
 		pipeline.Step("slow", func(ctx context.Context, _ *pipeline.Task) error {
@@ -183,8 +125,8 @@ func TestTimeoutBoundsEachAttempt(t *testing.T) {
 			<-ctx.Done()
 			return ctx.Err()
 		}, pipeline.Timeout(time.Millisecond)),
-		pipeline.WithSleep(sl.sleep),
 	)
+	f.create(t, p, "doc")
 
 	err := p.Run(t.Context(), f.tr, "doc")
 	require.ErrorIs(t, err, context.DeadlineExceeded)

@@ -3,11 +3,8 @@ package pipeline
 import (
 	"context"
 	"errors"
-	"fmt"
-	"log/slog"
 	"sync"
 
-	"github.com/taskstatus/taskstatus/store"
 	"github.com/taskstatus/taskstatus/tracker"
 )
 
@@ -38,20 +35,17 @@ func NewRunner() *Runner {
 // and keeps its values, such as the correlation id. Only [Runner.Shutdown]
 // cancels it.
 //
-// Go starts nothing and returns an error if p or tr is nil, if id is
-// invalid ([store.ErrInvalidID]), or once Shutdown has been called
-// ([ErrShuttingDown]). The run's own result is recorded by tr; a run that
-// [Pipeline.Run] refuses (the task is not pending, or ended elsewhere) is
-// logged with [slog.Default].
+// Go starts nothing and returns an error if p or tr is nil, or once
+// Shutdown has been called ([ErrShuttingDown]). What the run does is
+// recorded by tr; a run whose start tr refuses (the task is not pending,
+// or id is invalid) is reported to tr's error handler, and a run stopped
+// because the task is no longer its to record is logged by [Pipeline.Run].
 func (r *Runner) Go(ctx context.Context, p *Pipeline, tr *tracker.Tracker, id string) error {
 	switch {
 	case p == nil:
 		return errors.New("pipeline: Runner.Go: nil pipeline")
 	case tr == nil:
 		return errors.New("pipeline: Runner.Go: nil tracker")
-	}
-	if err := store.ValidateID(id); err != nil {
-		return fmt.Errorf("pipeline: %w", err)
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -69,14 +63,7 @@ func (r *Runner) Go(ctx context.Context, p *Pipeline, tr *tracker.Tracker, id st
 		defer r.done()
 		defer cancel(nil)
 		defer stop()
-		err := p.Run(ctx, tr, id)
-		var stepErr *StepError
-		if err != nil && !errors.As(err, &stepErr) && ctx.Err() == nil {
-			// A failed or canceled run is recorded in its task; a run
-			// refused because the task was not pending, or stopped
-			// because it ended elsewhere, is not.
-			slog.ErrorContext(ctx, "pipeline: run refused", slog.String("task_id", id), slog.Any("err", err))
-		}
+		_ = p.Run(ctx, tr, id) // its outcome is the task's, recorded
 	}()
 	return nil
 }

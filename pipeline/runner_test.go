@@ -32,6 +32,7 @@ func TestRunnerOutlivesTheRequest(t *testing.T) {
 		pipeline.Step("b", ok),
 	)
 	req, endRequest := context.WithCancel(tracker.ContextWithCorrelationID(t.Context(), "abc-456-def"))
+	require.NoError(t, f.tr.Apply(req, "doc", tracker.Create(p.Steps()...)))
 
 	require.NoError(t, r.Go(req, p, f.tr, "doc"), "Go returns while the run waits")
 	endRequest()
@@ -59,6 +60,7 @@ func TestRunnerGracefulShutdown(t *testing.T) {
 		pipeline.Step("b", ok),
 	)
 	for i := range n {
+		f.create(t, p, "doc-"+strconv.Itoa(i))
 		require.NoError(t, r.Go(t.Context(), p, f.tr, "doc-"+strconv.Itoa(i)))
 	}
 	for range n {
@@ -98,6 +100,7 @@ func TestRunnerForcedShutdownCancelsRuns(t *testing.T) {
 		pipeline.Step("c", notRun(t)),
 	)
 	for i := range n {
+		f.create(t, p, "doc-"+strconv.Itoa(i))
 		require.NoError(t, r.Go(t.Context(), p, f.tr, "doc-"+strconv.Itoa(i)))
 	}
 	for range n {
@@ -132,6 +135,7 @@ func TestRunnerShutdownInterruptsBackoff(t *testing.T) {
 		close(failed)
 		return errors.New("refused")
 	}, pipeline.Retry(2, time.Hour, time.Hour)))
+	f.create(t, p, "doc")
 	require.NoError(t, r.Go(t.Context(), p, f.tr, "doc"))
 	<-failed
 
@@ -150,9 +154,14 @@ func TestRunnerGoRejectsInvalidArguments(t *testing.T) {
 	f := newFixture(t)
 	r := pipeline.NewRunner()
 	p := newPipeline(t, pipeline.Step("a", notRun(t)))
-	require.ErrorIs(t, r.Go(t.Context(), p, f.tr, ""), store.ErrInvalidID)
 	require.ErrorContains(t, r.Go(t.Context(), nil, f.tr, "doc"), "nil pipeline")
 	require.ErrorContains(t, r.Go(t.Context(), p, nil, "doc"), "nil tracker")
 	r.Wait() // nothing started: returns at once
+
+	require.NoError(t, r.Go(t.Context(), p, f.tr, ""), "the tracker checks the id, in the run")
+	r.Wait()
+	reported := f.reported()
+	require.Len(t, reported, 1, "the refused start is reported by the tracker")
+	require.ErrorIs(t, reported[0], store.ErrInvalidID)
 	require.NoError(t, r.Shutdown(t.Context()))
 }

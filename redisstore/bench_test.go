@@ -137,10 +137,10 @@ func storeWriter(b *testing.B, c *redis.Client, prefix, id string) writer {
 	s, err := redisstore.New(c, redisstore.WithPrefix(prefix))
 	require.NoError(b, err)
 	st := benchState(id)
-	require.NoError(b, s.Put(b.Context(), st, benchTTL))
+	require.NoError(b, put(b.Context(), s, st, benchTTL))
 	return func(ctx context.Context) error {
 		st = advance(st)
-		return s.Put(ctx, st, benchTTL)
+		return put(ctx, s, st, benchTTL)
 	}
 }
 
@@ -255,7 +255,7 @@ func TestLostUpdates(t *testing.T) {
 		c, prefix := benchClient(t)
 		s, err := redisstore.New(c, redisstore.WithPrefix(prefix))
 		require.NoError(t, err)
-		require.NoError(t, s.Put(t.Context(), steps(), benchTTL))
+		require.NoError(t, put(t.Context(), s, steps(), benchTTL))
 		var conflicts atomic.Int64
 		concurrently(t, func(ctx context.Context, i int) error {
 			for {
@@ -263,7 +263,7 @@ func TestLostUpdates(t *testing.T) {
 				if err != nil {
 					return err
 				}
-				err = s.Put(ctx, next(cur, bump(i)), benchTTL)
+				err = put(ctx, s, next(cur, bump(i)), benchTTL)
 				if !errors.Is(err, store.ErrConflict) {
 					return err
 				}

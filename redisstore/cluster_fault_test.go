@@ -34,6 +34,10 @@ import (
 // it had acknowledged is lost. That is Redis's promise, not the store's;
 // docs/guarantees.md says so.
 
+// migrationGuard bounds each wait of a test for the writes it makes during
+// a migration, so that a hang fails the test instead of stalling it.
+const migrationGuard = 60 * time.Second
+
 // clusterMaster is a master of the test cluster, with a client of its own.
 type clusterMaster struct {
 	id, addr string
@@ -243,13 +247,6 @@ func restoreSlot(t *testing.T, masters map[string]*clusterMaster, slot int, owne
 			}
 		}
 	}
-	stable := func() {
-		for _, n := range masters {
-			if err := n.c.Do(ctx, "CLUSTER", "SETSLOT", slot, "STABLE").Err(); err != nil {
-				t.Errorf("SETSLOT STABLE on %s: %v", n.addr, err)
-			}
-		}
-	}
 	// Assign the slot while owner is still importing it, if it is: that
 	// bumps owner's config epoch, so that no stale message of the other
 	// master can take the slot back. BUMPEPOCH makes sure of it.
@@ -262,7 +259,17 @@ func restoreSlot(t *testing.T, masters map[string]*clusterMaster, slot int, owne
 	if err := owner.c.Do(ctx, "CLUSTER", "BUMPEPOCH").Err(); err != nil {
 		t.Errorf("CLUSTER BUMPEPOCH on %s: %v", owner.addr, err)
 	}
-	stable() // SETSLOT NODE leaves the marks of a node it does not name
+	for _, n := range masters { // SETSLOT NODE leaves the marks of a node it does not name
+		if err := n.c.Do(ctx, "CLUSTER", "SETSLOT", slot, "STABLE").Err(); err != nil {
+			t.Errorf("SETSLOT STABLE on %s: %v", n.addr, err)
+		}
+	}
+	requireRestored(ctx, t, masters, slot, owner)
+}
+
+// requireRestored fails t unless the masters agree that owner alone serves
+// slot, only owner holds its keys, and the cluster is ok.
+func requireRestored(ctx context.Context, t *testing.T, masters map[string]*clusterMaster, slot int, owner *clusterMaster) {
 	if got, err := stableOwner(ctx, masters, slot); err != nil || got != owner {
 		t.Errorf("after the test slot %d is not served by %s alone: %v", slot, owner.addr, err)
 	}
@@ -319,8 +326,9 @@ func newMigrationFixture(t *testing.T) *migrationFixture {
 	// Registered after the key cleanup, so run before it: the slot is
 	// back with its owner before the keys are deleted.
 	t.Cleanup(func() { restoreSlot(t, masters, f.slot, f.owner) })
-	require.NoError(t, f.tr.Create(ctx, f.id, "parse"))
-	require.NoError(t, f.tr.Start(ctx, f.id))
+	require.NoError(t, f.tr.Apply(ctx, f.id, tracker.Create("parse")))
+	_, err = f.tr.Start(ctx, f.id)
+	require.NoError(t, err)
 	return f
 }
 
@@ -342,99 +350,126 @@ func (f *migrationFixture) back() slotMove {
 func TestClusterSlotMigrationKeepsAcknowledgedWrites(t *testing.T) {
 	f := newMigrationFixture(t)
 	ctx := t.Context()
+	w := startMigrationWriter(t, f)
 
-	var (
-		mu                sync.Mutex
-		acked, unknown    []string
-		writes            atomic.Int64
-		tick              = make(chan struct{}, 1)
-		stop              = make(chan struct{})
-		writerDone        = make(chan struct{})
-		unexpected        []error
-		unavailableReason = map[string]int{}
-	)
-	go func() {
-		defer close(writerDone)
-		for i := 0; ; i++ {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			field := fmt.Sprintf("w%05d", i)
-			err := f.tr.SetResult(ctx, f.id, map[string]any{field: i})
-			mu.Lock()
-			switch {
-			case err == nil:
-				acked = append(acked, field)
-			case errors.Is(err, store.ErrUnavailable):
-				unknown = append(unknown, field)
-				reason := "other"
-				for _, p := range []string{"TRYAGAIN", "ASK", "MOVED", "deadline"} {
-					if strings.Contains(err.Error(), p) {
-						reason = p
-						break
-					}
-				}
-				unavailableReason[reason]++
-			default:
-				unexpected = append(unexpected, err)
-			}
-			mu.Unlock()
-			writes.Add(1)
-			select {
-			case tick <- struct{}{}:
-			default:
-			}
-		}
-	}()
-	defer func() {
-		closeOnce(stop)
-		<-writerDone
-	}()
-	// wait lets the writer make n more writes.
-	wait := func(n int64) {
-		t.Helper()
-		target := writes.Load() + n
-		timeout := time.After(faultGuard)
-		for writes.Load() < target {
-			select {
-			case <-tick:
-			case <-timeout:
-				t.Fatalf("the writer made no progress for %v", faultGuard)
-			}
-		}
-	}
-
-	wait(5)
+	w.wait(t)
 	for _, m := range []slotMove{f.forth(), f.back()} {
 		require.NoError(t, m.begin(ctx))
-		wait(5) // the key is on the source, the slot migrating
+		w.wait(t) // the key is on the source, the slot migrating
 		require.NoError(t, m.moveKeys(ctx))
-		wait(5) // the key is on the target, the slot not yet reassigned
+		w.wait(t) // the key is on the target, the slot not yet reassigned
 		require.NoError(t, m.finish(ctx))
-		wait(5) // the slot is served by the target
+		w.wait(t) // the slot is served by the target
 	}
-	close(stop)
-	<-writerDone
+	w.stop()
 
-	mu.Lock()
-	defer mu.Unlock()
-	require.Empty(t, unexpected, "a write either succeeds or reports the store unavailable")
-	t.Logf("%d writes acknowledged, %d unavailable %v", len(acked), len(unknown), unavailableReason)
+	require.Empty(t, w.unexpected, "a write either succeeds or reports the store unavailable")
+	t.Logf("%d writes acknowledged, %d unavailable %v", len(w.acked), len(w.unknown), w.reasons)
 	st, err := f.tr.Get(ctx, f.id)
 	require.NoError(t, err)
-	for _, field := range acked {
+	for _, field := range w.acked {
 		require.Contains(t, st.Result, field, "an acknowledged write is kept through the migration")
 	}
 	took := 0
-	for _, field := range unknown {
+	for _, field := range w.unknown {
 		if _, ok := st.Result[field]; ok {
 			took++
 		}
 	}
-	require.Len(t, st.Result, len(acked)+took, "only the writes made are in the state")
-	require.Equal(t, int64(2+len(acked)+took), st.Version, "one version per write that took effect")
+	require.Len(t, st.Result, len(w.acked)+took, "only the writes made are in the state")
+	require.Equal(t, int64(2+len(w.acked)+took), st.Version, "one version per write that took effect")
+}
+
+// migrationWriter writes a result field of a migration fixture's task in a
+// loop, each write by id, and sorts the fields by the outcome of their
+// write. Its slices and map may be read once stop returned.
+type migrationWriter struct {
+	writes atomic.Int64  // made so far
+	tick   chan struct{} // gets a signal after a write; holds one
+	halt   chan struct{} // closed by stop
+	done   chan struct{} // closed when the writer returns
+
+	mu         sync.Mutex
+	acked      []string       // fields whose write was acknowledged
+	unknown    []string       // fields whose write failed as unavailable
+	reasons    map[string]int // of the failures as unavailable
+	unexpected []error        // any other failure
+}
+
+// startMigrationWriter starts writing f's task, until stop is called or t
+// ends.
+func startMigrationWriter(t *testing.T, f *migrationFixture) *migrationWriter {
+	w := &migrationWriter{
+		tick: make(chan struct{}, 1), halt: make(chan struct{}), done: make(chan struct{}),
+		reasons: make(map[string]int),
+	}
+	go w.run(t.Context(), f)
+	t.Cleanup(w.stop)
+	return w
+}
+
+func (w *migrationWriter) run(ctx context.Context, f *migrationFixture) {
+	defer close(w.done)
+	for i := 0; ; i++ {
+		select {
+		case <-w.halt:
+			return
+		default:
+		}
+		field := fmt.Sprintf("w%05d", i)
+		w.record(field, f.tr.Apply(ctx, f.id, tracker.SetResult(map[string]any{field: i})))
+		w.writes.Add(1)
+		select {
+		case w.tick <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// record sorts field by err, the outcome of its write.
+func (w *migrationWriter) record(field string, err error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	switch {
+	case err == nil:
+		w.acked = append(w.acked, field)
+	case errors.Is(err, store.ErrUnavailable):
+		w.unknown = append(w.unknown, field)
+		reason := "other"
+		for _, p := range []string{"TRYAGAIN", "ASK", "MOVED", "deadline"} {
+			if strings.Contains(err.Error(), p) {
+				reason = p
+				break
+			}
+		}
+		w.reasons[reason]++
+	default:
+		w.unexpected = append(w.unexpected, err)
+	}
+}
+
+// wait lets the writer make five more writes.
+func (w *migrationWriter) wait(t *testing.T) {
+	t.Helper()
+	target := w.writes.Load() + 5
+	timeout := time.After(migrationGuard)
+	for w.writes.Load() < target {
+		select {
+		case <-w.tick:
+		case <-timeout:
+			t.Fatalf("the writer made no progress for %v", migrationGuard)
+		}
+	}
+}
+
+// stop stops the writer and waits until it has returned. It is idempotent.
+func (w *migrationWriter) stop() {
+	select {
+	case <-w.halt:
+	default:
+		close(w.halt)
+	}
+	<-w.done
 }
 
 // TestClusterWritesDuringSlotMigration checks that a task stays writable
@@ -449,7 +484,7 @@ func TestClusterWritesDuringSlotMigration(t *testing.T) {
 	write := func(phase string) {
 		t.Helper()
 		done++
-		require.NoError(t, f.tr.SetProgress(ctx, f.id, store.Progress{Done: int64(done)}), "a write while %s", phase)
+		require.NoError(t, f.tr.Apply(ctx, f.id, tracker.SetProgress(store.Progress{Done: int64(done)})), "a write while %s", phase)
 		st, err := f.tr.Get(ctx, f.id)
 		require.NoError(t, err, "a read while %s", phase)
 		require.Equal(t, int64(done), st.Progress.Done, "the write made while %s is read back", phase)

@@ -1,33 +1,50 @@
 package redisstore
 
 import (
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/taskstatus/taskstatus/store"
 )
 
-// The fields of a task's hash that a reader needs. putScript writes them,
-// and a third, put_id, that only the script reads.
+// The fields of a task's hash that Go reads. putScript writes them, and
+// one more, writes, that only the script reads (see the package doc).
 const (
-	fieldVersion = "version" // the version, in decimal
-	fieldState   = "state"   // the JSON of the store.State
+	fieldVersion     = "version"   // the version, in decimal
+	fieldIncarnation = "inc"       // the incarnation; absent in hashes of earlier releases: ""
+	fieldState       = "state"     // the JSON of the store.State
+	fieldAnnounced   = "announced" // the version last published; absent in hashes of earlier releases: the version
 )
 
-// notice is the message published on a task's channel after each change.
-// Version 0 means the task was deleted.
+// notice is the message published on a task's channel after each change
+// that is not quiet. Version 0 means the task was deleted.
 type notice struct {
-	ID      string `json:"id"`
-	Version int64  `json:"version"`
+	ID          string `json:"id"`
+	Version     int64  `json:"version"`
+	Incarnation string `json:"incarnation,omitempty"`
 }
 
 // encode returns n as JSON.
 func (n notice) encode() []byte {
 	b, _ := json.Marshal(n) // a string and an integer always encode
 	return b
+}
+
+// writeToken returns the form in which putScript keeps write id id among
+// a task's latest write ids, separated by spaces: id itself if it is
+// printable ASCII without spaces and does not start with '~', which most
+// ids are, or else '~' and the hexadecimal of its bytes. "" stays "": a
+// write without an id is never recognised.
+func writeToken(id string) string {
+	if strings.HasPrefix(id, "~") || strings.ContainsFunc(id, func(r rune) bool { return r <= ' ' || r > '~' }) {
+		return "~" + hex.EncodeToString([]byte(id))
+	}
+	return id
 }
 
 // encodeState returns the JSON stored for st, with its times in UTC.
@@ -61,9 +78,15 @@ func decodeState(id string, fields map[string]string) (store.State, error) {
 			store.ErrCorrupt, fieldVersion, version, st.Version)
 	case st.ID != id:
 		return store.State{}, fmt.Errorf("%w: the state is of task %q", store.ErrCorrupt, st.ID)
+	case st.Incarnation != fields[fieldIncarnation]:
+		return store.State{}, fmt.Errorf("%w: %s field is %q but the state has incarnation %q",
+			store.ErrCorrupt, fieldIncarnation, fields[fieldIncarnation], st.Incarnation)
 	}
 	if err := st.Validate(); err != nil {
 		return store.State{}, fmt.Errorf("%w: %v", store.ErrCorrupt, err) //nolint:errorlint // corrupt data, not invalid input
+	}
+	if _, err := announcedVersion(fields, st.Version); err != nil {
+		return store.State{}, err
 	}
 	st = inUTC(st)
 	if err := checkYears(st); err != nil {
@@ -72,13 +95,32 @@ func decodeState(id string, fields map[string]string) (store.State, error) {
 	return st, nil
 }
 
+// announcedVersion returns the version last published of the task whose
+// hash has fields and whose state has version: that of the announced
+// field, or version in a hash of an earlier release, which published every
+// write. An error wraps store.ErrCorrupt.
+func announcedVersion(fields map[string]string, version int64) (int64, error) {
+	raw, ok := fields[fieldAnnounced]
+	if !ok {
+		return version, nil
+	}
+	announced, err := strconv.ParseInt(raw, 10, 64)
+	if err != nil || announced < 0 || announced > version {
+		return 0, fmt.Errorf("%w: %s field %q is not a version up to %d", store.ErrCorrupt, fieldAnnounced, raw, version)
+	}
+	return announced, nil
+}
+
 // checkYears reports a time of st outside the years 0 to 9999 in UTC,
 // which JSON cannot encode: a state holding one could be read but never
 // written again.
 func checkYears(st store.State) error {
-	times := []time.Time{st.CreatedAt, st.StartedAt, st.UpdatedAt, st.CompletedAt, st.LeaseUntil}
+	times := []time.Time{st.CreatedAt, st.StartedAt, st.UpdatedAt, st.CompletedAt, st.LeaseUntil, st.CancelRequestedAt}
 	for _, sp := range st.Steps {
 		times = append(times, sp.StartedAt, sp.CompletedAt)
+	}
+	for _, a := range st.PreviousAttempts {
+		times = append(times, a.StartedAt, a.CompletedAt)
 	}
 	for _, t := range times {
 		if y := t.Year(); y < 0 || y > 9999 {
@@ -88,11 +130,21 @@ func checkYears(st store.State) error {
 	return nil
 }
 
-// inUTC returns st with every time in UTC. It copies st.Steps only if a
-// step's time is not already in UTC, so st keeps sharing memory otherwise.
+// inUTC returns st with every time in UTC. It copies st.Steps and
+// st.PreviousAttempts only if one of their times is not already in UTC, so
+// st keeps sharing memory otherwise.
 func inUTC(st store.State) store.State {
-	for _, t := range []*time.Time{&st.CreatedAt, &st.StartedAt, &st.UpdatedAt, &st.CompletedAt, &st.LeaseUntil} {
+	for _, t := range []*time.Time{&st.CreatedAt, &st.StartedAt, &st.UpdatedAt, &st.CompletedAt, &st.LeaseUntil, &st.CancelRequestedAt} {
 		*t = t.UTC()
+	}
+	if slices.ContainsFunc(st.PreviousAttempts, func(a store.Attempt) bool {
+		return a.StartedAt.Location() != time.UTC || a.CompletedAt.Location() != time.UTC
+	}) {
+		st.PreviousAttempts = slices.Clone(st.PreviousAttempts)
+		for i := range st.PreviousAttempts {
+			st.PreviousAttempts[i].StartedAt = st.PreviousAttempts[i].StartedAt.UTC()
+			st.PreviousAttempts[i].CompletedAt = st.PreviousAttempts[i].CompletedAt.UTC()
+		}
 	}
 	copied := false
 	for i, sp := range st.Steps {

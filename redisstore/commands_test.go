@@ -2,11 +2,13 @@ package redisstore_test
 
 import (
 	"context"
-	"net"
+	"fmt"
+	"math/rand/v2"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -73,7 +75,7 @@ func TestOneCommandPerCall(t *testing.T) {
 
 	// The first run of each script on a server loads it.
 	st := newState("doc-1")
-	require.NoError(t, s.Put(ctx, st, 0))
+	require.NoError(t, s.Put(ctx, write(st)))
 	require.NoError(t, s.Delete(ctx, "other"))
 	log.take()
 
@@ -82,9 +84,24 @@ func TestOneCommandPerCall(t *testing.T) {
 		call func() error
 		want string
 	}{
-		{"Put", func() error { st = next(st, nil); return s.Put(ctx, st, 0) }, "evalsha"},
-		{"Put with TTL", func() error { st = next(st, nil); return s.Put(ctx, st, 3600e9) }, "evalsha"},
-		{"Put in conflict", func() error { return s.Put(ctx, st, 0) }, "evalsha"},
+		{"Put", func() error { st = next(st, nil); return s.Put(ctx, write(st)) }, "evalsha"},
+		{"Put with TTL", func() error { st = next(st, nil); return put(ctx, s, st, time.Hour) }, "evalsha"},
+		{"Put quiet", func() error {
+			st = next(st, nil)
+			w := write(st)
+			w.Quiet = true
+			return s.Put(ctx, w)
+		}, "evalsha"},
+		{"Put in conflict", func() error { return s.Put(ctx, write(st)) }, "evalsha"},
+		{"Put resent", func() error {
+			st = next(st, nil)
+			w := write(st)
+			if err := s.Put(ctx, w); err != nil {
+				return err
+			}
+			log.take()
+			return s.Put(ctx, w)
+		}, "evalsha"},
 		{"Get", func() error { _, err := s.Get(ctx, "doc-1"); return err }, "hgetall"},
 		{"Get unknown", func() error { _, err := s.Get(ctx, "unknown"); return err }, "hgetall"},
 		{"Delete", func() error { return s.Delete(ctx, "doc-1") }, "evalsha"},
@@ -125,58 +142,96 @@ func TestResentWriteSucceeds(t *testing.T) {
 	ctx := t.Context()
 
 	st := newState("doc-1")
-	require.NoError(t, s.Put(ctx, st, 0), "a resent create")
+	require.NoError(t, s.Put(ctx, write(st)), "a resent create")
 	st = next(st, nil)
-	require.NoError(t, s.Put(ctx, st, 0), "a resent update")
-	require.ErrorIs(t, s.Put(ctx, st, 0), store.ErrConflict, "another call writing the same version")
+	require.NoError(t, s.Put(ctx, write(st)), "a resent update")
+	require.ErrorIs(t, s.Put(ctx, write(st)), store.ErrConflict, "another write of the same version")
 	got, err := s.Get(ctx, "doc-1")
 	require.NoError(t, err)
 	require.Equal(t, int64(2), got.Version)
 }
 
-// TestSilentServer checks that the store's timeout bounds a call to a
-// server that accepts connections but never answers.
-func TestSilentServer(t *testing.T) {
-	addr := silentServer(t)
-
-	const timeout = 300 * time.Millisecond
-	s, err := redisstore.New(newClient(t, addr), redisstore.WithTimeout(timeout))
-	require.NoError(t, err)
-	start := time.Now()
-	_, err = s.Get(t.Context(), "doc-1")
-	require.ErrorIs(t, err, store.ErrUnavailable)
-	require.ErrorIs(t, err, context.DeadlineExceeded)
-	require.Less(t, time.Since(start), timeout+2*time.Second)
+// forEachServer runs test with the address of a new miniredis server, and
+// of the Redis server named by TASKSTATUS_REDIS_ADDR when it is set.
+func forEachServer(t *testing.T, test func(t *testing.T, addr string)) {
+	t.Run("miniredis", func(t *testing.T) { test(t, miniredis.RunT(t).Addr()) })
+	t.Run("redis", func(t *testing.T) { test(t, redisAddr(t)) })
 }
 
-// silentServer returns the address of a server, closed when t ends, that
-// accepts connections and never answers on them.
-func silentServer(t *testing.T) string {
+// newPrefixed returns a store on a new client of the server at addr, with
+// options opts, under prefix, whose keys are deleted when t ends.
+func newPrefixed(t *testing.T, addr, prefix string, opts ...redisstore.Option) *redisstore.Store {
 	t.Helper()
-	ln, err := new(net.ListenConfig).Listen(t.Context(), "tcp", "127.0.0.1:0")
+	c := newClient(t, addr)
+	t.Cleanup(func() { deleteKeys(t, c, prefix) })
+	s, err := redisstore.New(c, append([]redisstore.Option{redisstore.WithPrefix(prefix)}, opts...)...)
 	require.NoError(t, err)
-	var (
-		accepting sync.WaitGroup
-		mu        sync.Mutex
-		held      []net.Conn // open, never answered
-	)
-	accepting.Go(func() {
-		for {
-			cn, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			held = append(held, cn)
-			mu.Unlock()
+	return s
+}
+
+// newPrefix returns a key prefix of a test's own.
+func newPrefix() string {
+	return fmt.Sprintf("tstest:%016x:", rand.Uint64())
+}
+
+// TestResendAfterOtherWriters loses the reply to a write: Redis applies it,
+// and a proxy drops the reply and holds the connection. Another instance
+// then writes the task store.MinWriteIDs-1 times, and the proxy cuts the
+// connection: go-redis sends the write again on a new one, and the store
+// recognises it as applied, though the task has moved on. Put returns nil
+// and the write is applied once.
+func TestResendAfterOtherWriters(t *testing.T) {
+	forEachServer(t, func(t *testing.T, addr string) {
+		ctx := t.Context()
+		p := newProxy(t, addr)
+		prefix := newPrefix()
+		lossy := newPrefixed(t, p.addr(), prefix, redisstore.WithTimeout(guard))
+		other := newPrefixed(t, addr, prefix)
+
+		st := newState("doc-1")
+		require.NoError(t, lossy.Put(ctx, write(st)), "a first write, which loads the script")
+		p.dropNextReply()
+		lost := write(next(st, func(s *store.State) { s.Status = store.StatusRunning }))
+		done := make(chan error, 1)
+		go func() { done <- lossy.Put(ctx, lost) }()
+		var cn *proxyConn
+		select {
+		case cn = <-p.dropped:
+		case <-time.After(guard):
+			require.FailNow(t, "the write never reached Redis")
 		}
-	})
-	t.Cleanup(func() {
-		_ = ln.Close()
-		accepting.Wait()
-		for _, cn := range held {
-			_ = cn.Close()
+
+		cur := lost.State
+		for range store.MinWriteIDs - 1 {
+			cur = next(cur, func(s *store.State) { s.Progress.Done++ })
+			require.NoError(t, other.Put(ctx, write(cur)), "the other instance writes version %d", cur.Version)
 		}
+		cn.cut()
+		require.NoError(t, <-done, "a write resent after its reply was lost is recognised as applied")
+		got, err := other.Get(ctx, "doc-1")
+		require.NoError(t, err)
+		require.True(t, cur.Equal(got), "the resend changed nothing: got %+v", got)
 	})
-	return ln.Addr().String()
+}
+
+// TestIncarnation checks that a write computed from another incarnation
+// of a task is refused, however its versions match, and changes nothing.
+func TestIncarnation(t *testing.T) {
+	s, mr, _ := newMiniStore(t)
+	ctx := t.Context()
+	st := newState("doc-1")
+	require.NoError(t, s.Put(ctx, write(st)))
+	require.NoError(t, s.Put(ctx, write(next(st, nil))))
+	stored := mr.HGet("taskstatus:{doc-1}", "state")
+
+	for name, w := range map[string]store.Write{
+		"another incarnation": write(next(next(st, nil), func(s *store.State) { s.Incarnation = "inc-2" })),
+		"no incarnation":      write(next(next(st, nil), func(s *store.State) { s.Incarnation = "" })),
+		"a create":            write(func() store.State { s := newState("doc-1"); s.Incarnation = "inc-2"; return s }()),
+	} {
+		err := s.Put(ctx, w)
+		require.ErrorIs(t, err, store.ErrConflict, name)
+		t.Log(err)
+	}
+	require.Equal(t, stored, mr.HGet("taskstatus:{doc-1}", "state"), "a refused write changes nothing")
 }

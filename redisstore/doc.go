@@ -7,34 +7,46 @@
 //
 //	client := redis.NewClient(&redis.Options{
 //		Addr:                  "localhost:6379",
-//		ContextTimeoutEnabled: true, // let deadlines bound socket I/O
+//		ContextTimeoutEnabled: true, // let deadlines stop commands (see Deadlines)
 //		DisableIdentity:       true, // Redis 7.0 refuses CLIENT SETINFO
 //	})
 //	s, err := redisstore.New(client, redisstore.WithTimeout(time.Second))
+//	...
+//	defer s.Close() // ends the watches; the client is the caller's to close
+//
+// go-redis logs some troubles of its own (a failed dial) to standard error,
+// as raw text; [NewRedisLogger] sends them through a [slog.Logger] instead.
 //
 // # Stored form
 //
-// A task is one hash with three fields:
+// A task is one hash, which redis-cli HGETALL shows whole:
 //
 //   - version: the task's version, in decimal;
-//   - state: the JSON of the [store.State] (the JSON served to clients, times
-//     in RFC 3339 with nanoseconds, in UTC);
-//   - put_id: a random id of the Put call that wrote it.
+//   - inc: its incarnation ([store.State.Incarnation]);
+//   - state: the JSON of the [store.State] (the JSON served to clients,
+//     times in RFC 3339 with nanoseconds, in UTC);
+//   - writes: the ids of the task's last [store.MinWriteIDs] writes, newest
+//     first, separated by spaces (an id that is not printable ASCII
+//     without spaces, or starts with '~', is kept as '~' and its bytes in
+//     hexadecimal);
+//   - announced: the version last published to watchers, which quiet writes
+//     do not change.
 //
-// The version has a field of its own so that the write script compares it
-// without decoding JSON (a plain string key would make every write decode
-// the whole state in Lua), and the state stays one JSON document so that it
-// reads whole in one command and stays readable with redis-cli HGETALL.
-// A hash field per State field was not chosen: steps, details and results
-// are nested, and would be JSON inside the hash anyway. The put_id field
-// lets a write that go-redis resends after a lost reply recognise itself
-// instead of reporting a conflict with its own first attempt.
+// The version and the incarnation have fields of their own so that the
+// write script compares them without decoding JSON (a plain string key
+// would make every write decode the whole state in Lua), and the state
+// stays one JSON document so that it reads whole in one command. A hash
+// field per State field was not chosen: steps, details and results are
+// nested, and would be JSON inside the hash anyway.
 //
 // Reading ignores fields it does not know, in the hash and in the JSON, so
-// that a newer writer can add some. Data it cannot trust (bad JSON, a missing
-// field, a version field that disagrees with the JSON, a state of another
-// task, an undefined status) is reported with an error wrapping
-// [store.ErrCorrupt]. Put refuses undefined statuses up front.
+// that a newer writer can add some. Data it cannot trust (bad JSON, a
+// missing field, a version or inc field that disagrees with the JSON, an
+// announced version above the version, a state of another task, an
+// undefined status) is reported with an error wrapping [store.ErrCorrupt].
+// A hash written by the previous release, which has no inc, writes or
+// announced field and has a put_id field, reads as a task of incarnation
+// "" and can be written; a write removes its put_id.
 //
 // # Keys
 //
@@ -49,46 +61,85 @@
 //
 // # Writes
 //
-// Every write is one Lua script, run with EVALSHA in one round trip: Put
-// compares the stored version with the one it expects, writes the hash, sets
-// the time to live with PEXPIRE (or clears it with PERSIST) and publishes
-// {"id":..., "version":...} on the task's channel, all atomically. Delete
-// deletes the hash and, if there was one, publishes version 0. A stale write
-// is refused by the script with an error reply that becomes
-// [store.ErrConflict]. No write reads the task into Go first, and none uses
+// Put applies a [store.Write] with one Lua script, run with EVALSHA in one
+// round trip. The script refuses the write with an error reply that
+// becomes [store.ErrConflict] unless the stored task is the one the write
+// was computed from: none for Prev 0 (version 1 creates a task, a higher
+// version restores one the store lost), or version Prev of the write's
+// incarnation. It then writes the hash, sets the time to live with PEXPIRE
+// (or clears it with PERSIST) and, unless the write is quiet, publishes
+// {"id":..., "version":..., "incarnation":...} on the task's channel, all
+// atomically. A write whose id is among those in the writes field was
+// applied already, its reply lost (go-redis resends a command after a
+// dropped connection, and the tracker resends a write whose outcome it
+// does not know): the script changes nothing and answers OK, however many
+// writes came in between. Put refuses a write that [store.Write.Validate]
+// refuses before any round trip.
+//
+// Delete deletes the hash and, if there was one, publishes version 0. A
+// Get is one HGETALL. No write reads the task into Go first, and none uses
 // WATCH/MULTI, so concurrent writers of one task never lose an update and
 // never retry in a storm.
-//
-// A Get is one HGETALL.
 //
 // # Watching
 //
 // [Store.Watch] subscribes to the task's channel, waits for Redis to
 // confirm the subscription, and only then reads the task, so a change made
 // after the read is always announced. Notifications carry only the
-// version: the task is re-read for each newer one. Keyspace notifications
-// are not used: they are often disabled, and a task that expires is
-// noticed by re-reading it when its time to live ends.
+// version: the task is read again for each newer one. Keyspace
+// notifications are not used: they are often disabled.
 //
 // All the watches of a Store share one pub/sub connection (one go-redis
-// PubSub) and two goroutines: a receiver, which reads the connection, and a
-// subscriber, which sends SUBSCRIBE and UNSUBSCRIBE on it. A task's channel
-// is subscribed once however many watch the task, and unsubscribed when
-// its last watch ends; one read of the task after a notification serves
-// all its watchers, each of which is sent the state if it is newer than
-// the last it was sent. A watch's channel holds one state, which a newer
-// one replaces if the reader has not taken it, so a slow reader holds up
-// neither the connection nor the other watchers. A thousand event streams
-// on one instance thus use one Redis connection, not a thousand, and a
-// watch has no goroutine of its own.
+// PubSub) and three goroutines: a subscriber, which alone writes on the
+// connection (SUBSCRIBE, UNSUBSCRIBE, PING), a receiver, which alone reads
+// it, and a reader, which reads the watched tasks. A task's channel is
+// subscribed once however many watch the task, and unsubscribed when its
+// last watch ends; one read of the task serves all its watchers (one
+// round trip reads every task that changed), and each is sent a copy of
+// its own if the state is newer than the last it was sent. A watch's
+// channel holds one state, which a newer one replaces if the reader has
+// not taken it, so a slow reader holds up neither the connection nor the
+// other watchers. A thousand event streams on one instance thus use one
+// Redis connection, not a thousand, and a watch has no goroutine of its
+// own. The connection and the goroutines are started by the first watch
+// and stopped when the last one ends, or by [Store.Close].
 //
-// The connection is opened by the first watch and closed as soon as the
-// last one ends: a Store has no Close method, and holds nothing while
-// nothing is watched. After a lost connection go-redis reconnects and
-// subscribes again, and every watched task is re-read once Redis confirms
-// it; see [Store.Watch] for when watching gives up. On a Redis Cluster the
-// connection goes to one node, which hears every change (see Redis
-// Cluster below).
+// # Health and freshness
+//
+// Notifications alone cannot be trusted: a connection whose server side is
+// gone may stay open and silent on the client's side (half-open), a
+// cluster may lose a message between nodes, and an expiry, a FLUSHDB or a
+// server that restarted without persistence publishes nothing. So, at each
+// health interval ([WithHealthInterval], [DefaultHealthInterval] by
+// default):
+//
+//   - the connection is asked for a reply (a PING, twice per interval when
+//     no reply is due already); one that does not reply within the
+//     interval, or fails, is replaced by a new one, and every watched task
+//     is read again once Redis confirms its subscription on it;
+//   - every watched task is checked, in one round trip (HMGET of its
+//     version, inc and announced fields; no SCAN or KEYS), and read again
+//     if it changed (a quiet write does not count), was replaced or has
+//     disappeared.
+//
+// This bounds what a watcher sees. While Redis answers, a change is
+// delivered within the health interval, plus the time of a read, whether
+// its notification came or not (while a connection is being replaced,
+// the checks go on), and a task that disappeared ends its watches within
+// the health interval, plus the time of a read. A watch whose task has
+// been neither read nor checked for longer than the health interval plus
+// the store's timeout ([WithTimeout]) ends: a watcher's latest state was
+// the stored one at most that long ago, or its channel is closed. The
+// cost, per interval, is at most two PINGs on the connection, and one
+// command per watched task in one round trip.
+//
+// # Closing
+//
+// [Store.Close] ends every watch (their channels close), stops the
+// watches' goroutines and closes their connection, and makes every later
+// call fail with [store.ErrUnavailable]. It does not close the client,
+// which the caller owns and closes after the Store. A Store that nothing
+// watches holds no connection and no goroutine.
 //
 // # Errors
 //
@@ -100,13 +151,25 @@
 //   - corrupt data, or a key of the wrong type: [store.ErrCorrupt];
 //   - a server that is down, slow or closed (network errors, timeouts,
 //     [redis.ErrClosed], [redis.ErrPoolTimeout]) or that answers LOADING,
-//     READONLY, CLUSTERDOWN, MASTERDOWN or TRYAGAIN: [store.ErrUnavailable];
-//     a write that fails this way may or may not have taken effect;
+//     READONLY, CLUSTERDOWN, MASTERDOWN or TRYAGAIN, and a Store closed:
+//     [store.ErrUnavailable]; a write that fails this way may or may not
+//     have taken effect;
 //   - a canceled context: [context.Canceled], not ErrUnavailable.
 //
-// Every call is bounded by the store's timeout ([WithTimeout]). For the
-// bound to hold on a slow connection, set ContextTimeoutEnabled in the
-// client's options.
+// # Deadlines
+//
+// Every call returns by its context's deadline or the store's timeout
+// ([WithTimeout]), whichever comes first, whatever the client's options.
+// go-redis stops a command at its context's deadline only if the client
+// has ContextTimeoutEnabled set; without it (go-redis's default), it waits
+// for the client's ReadTimeout and WriteTimeout, 5 seconds by default, on
+// a server that accepts connections and does not answer. For such a
+// client, each call runs in a goroutine of its own, and the caller stops
+// waiting for it at its deadline; the call goes on in the background until
+// the client's timeouts end it, holding a connection of the pool until
+// then. Set ContextTimeoutEnabled to spare that goroutine and connection:
+// the Store reads the option from a [redis.Client], [redis.ClusterClient]
+// or [redis.Ring] and then calls the client directly.
 //
 // # Redis Cluster
 //
@@ -119,7 +182,8 @@
 // Redis 7 cluster forwards to every node, so a watcher subscribed on any
 // node hears them. Sharded pub/sub (SPUBLISH), which would keep them on the
 // slot's shard, is not used: it needs Redis 7 and drops subscribers when a
-// slot moves, and miniredis, used in tests, lacks it.
+// slot moves, and miniredis, used in tests, lacks it. The health check's
+// commands are pipelined; go-redis sends each to the node of its key.
 //
 // Reads must go to masters: a client with ReadOnly, RouteByLatency or
 // RouteRandomly set may read a replica that has not yet seen a write.

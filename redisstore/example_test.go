@@ -34,14 +34,22 @@ func Example() {
 	}
 	ctx := context.Background()
 	at := time.Date(2025, 11, 12, 10, 0, 0, 0, time.UTC)
-	st := store.State{ID: "doc-123", Status: store.StatusPending, CreatedAt: at, UpdatedAt: at, Attempt: 1, Version: 1}
-	if err := s.Put(ctx, st, 24*time.Hour); err != nil {
+	st := store.State{
+		ID: "doc-123", Incarnation: "k3x9", Status: store.StatusPending,
+		CreatedAt: at, UpdatedAt: at, Attempt: 1, Version: 1,
+	}
+	// Prev 0: the write creates the task, and fails if it exists.
+	created := store.Write{State: st, Prev: 0, TTL: 24 * time.Hour, ID: "w1"}
+	if err := s.Put(ctx, created); err != nil {
 		fmt.Println(err)
 		return
 	}
 
-	// A second writer that also read version 0 loses the race.
-	err = s.Put(ctx, st, 24*time.Hour)
+	// The same write sent again (its reply was lost) is recognised.
+	fmt.Println("resent:", s.Put(ctx, created))
+
+	// A second writer that also found no task loses the race.
+	err = s.Put(ctx, store.Write{State: st, Prev: 0, TTL: 24 * time.Hour, ID: "w2"})
 	fmt.Println("conflict:", errors.Is(err, store.ErrConflict))
 
 	got, err := s.Get(ctx, "doc-123")
@@ -52,13 +60,18 @@ func Example() {
 	fmt.Println(got.Status, got.Version)
 
 	// What redis-cli HGETALL shows.
-	fmt.Println(mr.HGet("taskstatus:{doc-123}", "version"))
-	fmt.Println(mr.HGet("taskstatus:{doc-123}", "state"))
+	for _, field := range []string{"version", "inc", "state", "writes", "announced"} {
+		fmt.Printf("%s: %s\n", field, mr.HGet("taskstatus:{doc-123}", field))
+	}
 	// Output:
+	// resent: <nil>
 	// conflict: true
 	// pending 1
-	// 1
-	// {"id":"doc-123","status":"pending","created_at":"2025-11-12T10:00:00Z","updated_at":"2025-11-12T10:00:00Z","attempt":1,"version":1}
+	// version: 1
+	// inc: k3x9
+	// state: {"id":"doc-123","incarnation":"k3x9","status":"pending","created_at":"2025-11-12T10:00:00Z","updated_at":"2025-11-12T10:00:00Z","attempt":1,"version":1}
+	// writes: w1
+	// announced: 1
 }
 
 func ExampleStore_Watch() {
@@ -75,10 +88,14 @@ func ExampleStore_Watch() {
 		fmt.Println(err)
 		return
 	}
+	defer s.Close() // ends the watches still open
 	ctx := context.Background()
 	at := time.Date(2025, 11, 12, 10, 0, 0, 0, time.UTC)
-	st := store.State{ID: "doc-123", Status: store.StatusPending, CreatedAt: at, UpdatedAt: at, Attempt: 1, Version: 1}
-	if err := s.Put(ctx, st, time.Hour); err != nil {
+	st := store.State{
+		ID: "doc-123", Incarnation: "k3x9", Status: store.StatusPending,
+		CreatedAt: at, UpdatedAt: at, Attempt: 1, Version: 1,
+	}
+	if err := s.Put(ctx, store.Write{State: st, TTL: time.Hour}); err != nil {
 		fmt.Println(err)
 		return
 	}
@@ -103,7 +120,7 @@ func ExampleStore_Watch() {
 		default:
 			continue
 		}
-		if err := s.Put(ctx, st, time.Hour); err != nil {
+		if err := s.Put(ctx, store.Write{State: st, Prev: st.Version - 1, TTL: time.Hour}); err != nil {
 			fmt.Println(err)
 			return
 		}

@@ -12,10 +12,11 @@ import (
 )
 
 // OpenOrFallback chooses, once, where tasks are kept: it pings Redis
-// through client, bounded by the store's timeout (see [WithTimeout]), and
-// returns a new [Store] on client if Redis answers, or fallback if it does
-// not. It logs the choice on logger (slog.Default() if nil): at Info level
-// for Redis, at Warn level with the error for the fallback.
+// through client, bounded by the store's timeout (see [WithTimeout]) and
+// by ctx, and returns a new [Store] on client, configured by opts, if Redis
+// answers, or fallback if it does not. It logs the choice on the logger of
+// [WithLogger] (slog.Default() by default): at Info level for Redis, at
+// Warn level with the error for the fallback.
 //
 // The choice is never revisited: if Redis goes down later, calls report
 // [store.ErrUnavailable] rather than quietly reading another store, and if
@@ -28,8 +29,8 @@ import (
 // The error is non-nil only for a nil client or fallback, an invalid
 // option, or ctx ending before Redis answered; a Redis that does not answer
 // is not an error. The caller keeps owning client and fallback, and closes
-// them.
-func OpenOrFallback(ctx context.Context, client redis.UniversalClient, fallback store.Store, logger *slog.Logger, opts ...Option) (store.Store, error) {
+// them; and closes the Store if it gets one.
+func OpenOrFallback(ctx context.Context, client redis.UniversalClient, fallback store.Store, opts ...Option) (store.Store, error) {
 	if fallback == nil {
 		return nil, errors.New("redisstore: OpenOrFallback: nil fallback")
 	}
@@ -37,19 +38,17 @@ func OpenOrFallback(ctx context.Context, client redis.UniversalClient, fallback 
 	if err != nil {
 		return nil, err
 	}
-	if logger == nil {
-		logger = slog.Default()
-	}
 	pctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
-	if err := client.Ping(pctx).Err(); err != nil {
+	err = exec(pctx, s.direct, func(ctx context.Context) error { return client.Ping(ctx).Err() })
+	if err != nil {
 		if ctx.Err() != nil {
 			return nil, fmt.Errorf("redisstore: OpenOrFallback: %w", context.Cause(ctx))
 		}
-		logger.WarnContext(ctx, "redisstore: Redis does not answer; keeping task status in the fallback store",
-			slog.String("fallback", fmt.Sprintf("%T", fallback)), slog.Any("error", err))
+		s.logger.WarnContext(ctx, "redisstore: Redis does not answer; keeping task status in the fallback store",
+			slog.String("fallback", fmt.Sprintf("%T", fallback)), slog.Any("error", wrap("ping", err)))
 		return fallback, nil
 	}
-	logger.InfoContext(ctx, "redisstore: keeping task status in Redis", slog.String("prefix", s.prefix))
+	s.logger.InfoContext(ctx, "redisstore: keeping task status in Redis", slog.String("prefix", s.prefix))
 	return s, nil
 }

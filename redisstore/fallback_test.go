@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net"
 	"testing"
 	"time"
 
@@ -17,15 +16,6 @@ import (
 	"github.com/taskstatus/taskstatus/redisstore"
 	"github.com/taskstatus/taskstatus/store"
 )
-
-// unusedAddr returns a loopback address on which nothing listens.
-func unusedAddr(t *testing.T) string {
-	ln, err := new(net.ListenConfig).Listen(t.Context(), "tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	addr := ln.Addr().String()
-	require.NoError(t, ln.Close())
-	return addr
-}
 
 func TestOpenOrFallback(t *testing.T) {
 	mem, err := memstore.New()
@@ -45,8 +35,8 @@ func TestOpenOrFallback(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			var buf bytes.Buffer
 			logger := slog.New(slog.NewTextHandler(&buf, nil))
-			s, err := redisstore.OpenOrFallback(t.Context(), newClient(t, tc.addr), mem, logger,
-				redisstore.WithTimeout(300*time.Millisecond))
+			s, err := redisstore.OpenOrFallback(t.Context(), newClient(t, tc.addr), mem,
+				redisstore.WithLogger(logger), redisstore.WithTimeout(300*time.Millisecond))
 			require.NoError(t, err)
 			assert.Equal(t, tc.want, typeName(s))
 			assert.Contains(t, buf.String(), tc.wantLog)
@@ -55,8 +45,8 @@ func TestOpenOrFallback(t *testing.T) {
 
 	t.Run("never switches", func(t *testing.T) {
 		mr := miniredis.RunT(t)
-		s, err := redisstore.OpenOrFallback(t.Context(), newClient(t, mr.Addr()), mem, slog.New(slog.DiscardHandler),
-			redisstore.WithTimeout(300*time.Millisecond))
+		s, err := redisstore.OpenOrFallback(t.Context(), newClient(t, mr.Addr()), mem,
+			redisstore.WithLogger(slog.New(slog.DiscardHandler)), redisstore.WithTimeout(300*time.Millisecond))
 		require.NoError(t, err)
 		mr.Close()
 		_, err = s.Get(t.Context(), "doc-1")
@@ -65,15 +55,17 @@ func TestOpenOrFallback(t *testing.T) {
 
 	t.Run("invalid arguments", func(t *testing.T) {
 		c := newClient(t, mr.Addr())
-		_, err := redisstore.OpenOrFallback(t.Context(), c, nil, nil)
+		_, err := redisstore.OpenOrFallback(t.Context(), c, nil)
 		require.Error(t, err, "nil fallback")
-		_, err = redisstore.OpenOrFallback(t.Context(), nil, mem, nil)
+		_, err = redisstore.OpenOrFallback(t.Context(), nil, mem)
 		require.Error(t, err, "nil client")
-		_, err = redisstore.OpenOrFallback(t.Context(), c, mem, nil, redisstore.WithTimeout(0))
+		_, err = redisstore.OpenOrFallback(t.Context(), c, mem, redisstore.WithTimeout(0))
 		require.Error(t, err, "invalid option")
+		_, err = redisstore.OpenOrFallback(t.Context(), c, mem, redisstore.WithLogger(nil))
+		require.Error(t, err, "nil logger")
 		ctx, cancel := context.WithCancel(t.Context())
 		cancel()
-		_, err = redisstore.OpenOrFallback(ctx, newClient(t, unusedAddr(t)), mem, nil)
+		_, err = redisstore.OpenOrFallback(ctx, newClient(t, unusedAddr(t)), mem)
 		require.ErrorIs(t, err, context.Canceled, "a caller that gave up gets no store")
 	})
 }

@@ -2,23 +2,21 @@ package redisstore_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
-	"net"
-	"os"
-	"os/exec"
-	"path/filepath"
+	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
-	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
+	"github.com/taskstatus/taskstatus/internal/redisserver"
 	"github.com/taskstatus/taskstatus/pipeline"
 	"github.com/taskstatus/taskstatus/redisstore"
 	"github.com/taskstatus/taskstatus/store"
@@ -32,121 +30,8 @@ import (
 // TASKSTATUS_REDIS_ADDR is set (CI sets it). They then need redis-server on
 // PATH, and fail without it.
 
-// redisServer is a redis-server process started by a test.
-type redisServer struct {
-	t      *testing.T
-	bin    string
-	addr   string
-	dir    string
-	args   []string
-	cmd    *exec.Cmd // nil while no process runs
-	paused bool
-}
-
-// startRedisServer starts a redis-server on a free loopback port, with its
-// files in a temporary directory, waits until it answers PING, and stops
-// it when t ends. With persistent, every write is appended to a file and
-// synced before Redis acknowledges it (appendfsync always), so that a
-// server killed and started again keeps what it acknowledged. It skips t
-// unless TASKSTATUS_REDIS_ADDR is set.
-func startRedisServer(t *testing.T, persistent bool) *redisServer {
-	t.Helper()
-	if os.Getenv(envAddr) == "" {
-		t.Skipf("%s is not set: the fault tests, which start a redis-server of their own, run with the other real-server tests", envAddr)
-	}
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		t.Fatalf("%s is set, so the fault tests run, but redis-server is not on PATH: %v", envAddr, err)
-	}
-	addr := unusedAddr(t)
-	_, port, err := net.SplitHostPort(addr)
-	require.NoError(t, err)
-	dir := t.TempDir()
-	s := &redisServer{t: t, bin: bin, addr: addr, dir: dir, args: []string{
-		"--port", port, "--bind", "127.0.0.1", "--dir", dir, "--logfile", filepath.Join(dir, "redis.log"),
-		"--daemonize", "no", "--save", "",
-	}}
-	if persistent {
-		s.args = append(s.args, "--appendonly", "yes", "--appendfsync", "always")
-	} else {
-		s.args = append(s.args, "--appendonly", "no")
-	}
-	t.Cleanup(s.stop)
-	s.start()
-	return s
-}
-
-// start starts the server process, on the same port and directory as
-// before if it ran already, and waits until it answers PING.
-func (s *redisServer) start() {
-	s.t.Helper()
-	require.Nil(s.t, s.cmd, "the server is running already")
-	cmd := exec.CommandContext(context.Background(), s.bin, s.args...)
-	require.NoError(s.t, cmd.Start())
-	s.cmd = cmd
-	s.waitAnswers(nil)
-}
-
-// waitAnswers waits until the server answers PING through client, or a new
-// client if it is nil. It fails the test, showing the server's log, if
-// that takes more than 15 seconds: the bound only guards against a server
-// that does not come up.
-func (s *redisServer) waitAnswers(client *redis.Client) {
-	s.t.Helper()
-	if client == nil {
-		client = redis.NewClient(&redis.Options{Addr: s.addr, DisableIdentity: true, MaxRetries: -1, DialTimeout: time.Second})
-		defer func() { _ = client.Close() }()
-	}
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		ctx, cancel := context.WithTimeout(s.t.Context(), time.Second)
-		err := client.Ping(ctx).Err()
-		cancel()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			log, _ := os.ReadFile(filepath.Join(s.dir, "redis.log"))
-			s.t.Fatalf("redis-server %s does not answer PING: %v\n%s", s.addr, err, log)
-		}
-		time.Sleep(50 * time.Millisecond) // polling a process that is starting
-	}
-}
-
-// kill kills the server with SIGKILL, as a crash would, and waits until
-// the process is gone: its port then refuses connections.
-func (s *redisServer) kill() {
-	s.t.Helper()
-	require.NotNil(s.t, s.cmd, "the server is not running")
-	require.NoError(s.t, s.cmd.Process.Kill())
-	_ = s.cmd.Wait() // "signal: killed"
-	s.cmd, s.paused = nil, false
-}
-
-// pause stops the server with SIGSTOP: connections are still accepted by
-// the kernel but nothing answers, so calls time out instead of being
-// refused. resume lets it go on with SIGCONT.
-func (s *redisServer) pause() {
-	s.t.Helper()
-	require.NoError(s.t, s.cmd.Process.Signal(syscall.SIGSTOP))
-	s.paused = true
-}
-
-func (s *redisServer) resume() {
-	s.t.Helper()
-	require.NoError(s.t, s.cmd.Process.Signal(syscall.SIGCONT))
-	s.paused = false
-}
-
-// stop kills the server if it runs. It is idempotent.
-func (s *redisServer) stop() {
-	if s.cmd == nil {
-		return
-	}
-	_ = s.cmd.Process.Kill() // SIGKILL ends a stopped process too
-	_ = s.cmd.Wait()
-	s.cmd, s.paused = nil, false
-}
+var outageLengths = flag.String("redisstore.outages", "2s",
+	"comma-separated lengths of the outages of TestOutageMidPipelines (CI runs 2s,10s,30s)")
 
 // errorLog collects the errors a Tracker reports.
 type errorLog struct {
@@ -188,183 +73,320 @@ const (
 	faultRuns       = 100
 	faultPoolSize   = 16
 	faultStoreLimit = time.Second     // the store's timeout (WithTimeout)
-	faultCallLimit  = 2 * time.Second // the tracker's timeout
+	faultCallLimit  = time.Second     // the tracker's timeout
 	faultSlack      = 3 * time.Second // what a loaded machine may add to a bound
+	faultConverge   = 5 * time.Second // from Redis answering again to every task's truth
 	faultGuard      = 60 * time.Second
 )
 
-// runOutage runs faultRuns pipelines of three steps through one Tracker
-// on a dedicated, persistent Redis, and takes Redis away while every run
-// is inside its first step. It shows that:
-//
-//   - every run does all its work (each step function returns) and ends
-//     recorded as success with every step success, the outage
-//     notwithstanding: tracking never breaks the work;
-//   - each tracker write during the outage returns within the tracker's
-//     timeout with an error wrapping store.ErrUnavailable, caused by a
-//     refusal (killed) or a timeout (paused), and is reported;
-//   - every read during the outage reports store.ErrUnavailable within the
-//     timeout, never store.ErrNotFound and never a state (probe, if not
-//     nil, checks more readers, before, during and after the outage);
-//   - after the restart, every state acknowledged before the kill is
-//     there unchanged (appendfsync always), and writes resume: the runs'
-//     next writes are recorded;
-//   - no goroutine and no connection is left: the pool holds at most its
-//     size, all idle, and goleak finds nothing once the client is closed.
-func runOutage(t *testing.T, how outage, probe outageProbe) {
-	srv := startRedisServer(t, true)
-	leaks := goleak.IgnoreCurrent()
-	client := redis.NewClient(&redis.Options{
-		Addr: srv.addr, DisableIdentity: true, ContextTimeoutEnabled: true, PoolSize: faultPoolSize,
-	})
-	defer func() { _ = client.Close() }()
-	s, err := redisstore.New(client, redisstore.WithTimeout(faultStoreLimit))
-	require.NoError(t, err)
-	var reported errorLog
-	tr, err := tracker.New(s, tracker.WithTimeout(faultCallLimit), tracker.WithErrorHandler(reported.add))
-	require.NoError(t, err)
+// TestOutageMidPipelines runs 100 pipelines on a dedicated redis-server
+// and takes it away in the middle of every run: killed (SIGKILL) and
+// started again with its data (appendonly, appendfsync always) or without
+// (a restart that loses everything), or paused (SIGSTOP), for each length
+// of -redisstore.outages. Half the runs end while Redis is away; the
+// others go on once it is back. Within 5 seconds of Redis answering
+// again, every task's stored state is what its pipeline did: its status,
+// each step's status, its results and error. None is left running, no
+// step that ran is skipped. While Redis is away, every read and the status
+// endpoint answer unavailable (503), never not found and never a state.
+func TestOutageMidPipelines(t *testing.T) {
+	var lengths []time.Duration
+	for s := range strings.SplitSeq(*outageLengths, ",") {
+		d, err := time.ParseDuration(strings.TrimSpace(s))
+		require.NoError(t, err, "-redisstore.outages")
+		lengths = append(lengths, d)
+	}
+	for _, d := range lengths {
+		for _, sc := range []struct {
+			name       string
+			how        outage
+			persistent bool
+		}{
+			{"killed/aof", killed, true},
+			{"killed/empty", killed, false},
+			{"paused", paused, true},
+		} {
+			t.Run(fmt.Sprintf("%s/%v", sc.name, d), func(t *testing.T) {
+				runOutage(t, faultScenario{how: sc.how, persistent: sc.persistent, length: d, probe: statusEndpointProbe()})
+			})
+		}
+	}
+}
 
-	// Each run's first step waits for the outage, its second for the end
-	// of the outage, so that the outage falls in the middle of every run.
-	inFirst, inSecond := make(chan string, faultRuns), make(chan string, faultRuns)
-	down, up := make(chan struct{}), make(chan struct{})
-	var ran [3]atomic.Int64
-	var slowWrites atomic.Int64
+// faultScenario is one outage of TestOutageMidPipelines.
+type faultScenario struct {
+	how        outage
+	persistent bool          // whether the server keeps its data across a kill
+	length     time.Duration // how long the server is away
+	probe      outageProbe
+}
+
+// faultRun is what run i of the scenario does: its id, the steps that
+// fail, and the state its task must end in (times and versions aside).
+type faultRun struct {
+	id          string
+	embedFails  bool // a required step: the task fails, index fails with it
+	notifyFails bool // an optional step: the task succeeds all the same
+	lateEnd     bool // the run goes on once Redis is back, rather than ending while it is away
+}
+
+func newFaultRun(i int) faultRun {
+	return faultRun{
+		id:          fmt.Sprintf("doc-%03d", i),
+		embedFails:  i%10 == 3,
+		notifyFails: i%7 == 0,
+		lateEnd:     i%2 == 1,
+	}
+}
+
+// want returns the state the run's work leads to.
+func (r faultRun) want() store.State {
+	st := store.State{ID: r.id, Status: store.StatusSuccess, Attempt: 1,
+		Progress: store.Progress{Done: 1, Total: 2, Message: "parsing"},
+		Result:   map[string]json.RawMessage{"parsed": json.RawMessage(`true`)}}
+	step := func(name string, status store.StepStatus, errMsg string) {
+		st.Steps = append(st.Steps, store.Step{Name: name, Status: status, Error: errMsg})
+	}
+	step("fetch", store.StepSuccess, "")
+	step("parse", store.StepSuccess, "")
+	if r.embedFails {
+		st.Status, st.ErrorMessage = store.StatusFailed, "embedding failed"
+		step("embed", store.StepFailed, "embedding failed")
+		step("index", store.StepFailed, "dependency embed failed")
+		step("notify", store.StepSkipped, "")
+		return st
+	}
+	step("embed", store.StepSuccess, "")
+	step("index", store.StepSuccess, "")
+	st.Result["indexed"] = json.RawMessage(`true`)
+	if r.notifyFails {
+		step("notify", store.StepFailed, "notification failed")
+	} else {
+		step("notify", store.StepSuccess, "")
+	}
+	return st
+}
+
+// faultPipeline returns the pipeline of the runs: the first step waits for
+// the outage, so that it falls in the middle of every run, and the second
+// waits for Redis to be back in the runs that end late.
+func faultPipeline(t *testing.T, runs map[string]faultRun, inFirst chan<- string, down, up <-chan struct{}) *pipeline.Pipeline {
 	p, err := pipeline.New(
 		pipeline.Step("fetch", func(_ context.Context, task *pipeline.Task) error {
 			inFirst <- task.ID()
 			<-down
-			ran[0].Add(1)
 			return nil
 		}),
 		pipeline.Step("parse", func(_ context.Context, task *pipeline.Task) error {
-			inSecond <- task.ID()
-			start := time.Now()
-			task.Progress(1, 2, "parsing") // a write while Redis is away
-			if time.Since(start) > faultCallLimit+faultSlack {
-				slowWrites.Add(1)
+			task.Progress(1, 2, "parsing")
+			task.SetResult(map[string]any{"parsed": true})
+			if runs[task.ID()].lateEnd {
+				<-up
 			}
-			<-up
-			ran[1].Add(1)
+			return nil
+		}),
+		pipeline.Step("embed", func(_ context.Context, task *pipeline.Task) error {
+			if runs[task.ID()].embedFails {
+				return errors.New("embedding failed")
+			}
 			return nil
 		}),
 		pipeline.Step("index", func(_ context.Context, task *pipeline.Task) error {
 			task.SetResult(map[string]any{"indexed": true})
-			ran[2].Add(1)
 			return nil
-		}),
+		}, pipeline.DependsOn("embed")),
+		pipeline.Step("notify", func(_ context.Context, task *pipeline.Task) error {
+			if runs[task.ID()].notifyFails {
+				return errors.New("notification failed")
+			}
+			return nil
+		}, pipeline.Optional()),
 	)
 	require.NoError(t, err)
+	return p
+}
 
-	ctx := t.Context()
-	runner := pipeline.NewRunner()
+// runOutage runs faultRuns pipelines through one Tracker on a dedicated
+// Redis, takes Redis away as sc says while every run is in its first
+// step, and checks what TestOutageMidPipelines says. It also shows that
+// no goroutine and no connection is left: the pool holds at most its
+// size, all idle, and goleak finds nothing once the client is closed.
+func runOutage(t *testing.T, sc faultScenario) {
+	srv := startRedisServer(t, sc.persistent)
+	leaks := goleak.IgnoreCurrent()
+	client := redis.NewClient(&redis.Options{
+		Addr: srv.Addr(), DisableIdentity: true, ContextTimeoutEnabled: true, PoolSize: faultPoolSize,
+	})
+	defer func() { _ = client.Close() }()
+	s, err := redisstore.New(client, redisstore.WithTimeout(faultStoreLimit))
+	require.NoError(t, err)
+	defer func() { _ = s.Close() }()
+	var reported errorLog
+	tr, err := tracker.New(s, tracker.WithTimeout(faultCallLimit), tracker.WithErrorHandler(reported.add))
+	require.NoError(t, err)
+
+	runs := make(map[string]faultRun, faultRuns)
 	ids := make([]string, faultRuns)
 	for i := range ids {
-		ids[i] = fmt.Sprintf("doc-%03d", i)
-		require.NoError(t, runner.Go(ctx, p, tr, ids[i]))
+		r := newFaultRun(i)
+		runs[r.id], ids[i] = r, r.id
 	}
+	inFirst := make(chan string, faultRuns)
+	down, up := make(chan struct{}), make(chan struct{})
+	p := faultPipeline(t, runs, inFirst, down, up)
+
+	ctx := t.Context()
+	ended := make(map[string]chan struct{}, faultRuns)
+	var wg sync.WaitGroup
 	defer func() {
-		// Never leave runs blocked, whatever failed.
-		closeOnce(down)
+		closeOnce(down) // never leave runs blocked, whatever failed
 		closeOnce(up)
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), faultGuard)
-		defer cancel()
-		assert.NoError(t, runner.Shutdown(sctx), "every run ends once released")
+		wg.Wait()
 	}()
+	for _, id := range ids {
+		require.NoError(t, tr.Apply(ctx, id, tracker.Create(p.Steps()...)))
+		done := make(chan struct{})
+		ended[id] = done
+		wg.Go(func() {
+			defer close(done)
+			_ = p.Run(ctx, tr, id) // tracking never changes what runs
+		})
+	}
 	arrive(t, inFirst, faultRuns, "the first step")
-
-	// Every run is inside its first step, recorded as such.
-	before := make(map[string]store.State, faultRuns)
-	for _, id := range ids {
-		st, err := tr.Get(ctx, id)
-		require.NoError(t, err)
-		fetch, _ := st.Step("fetch")
-		require.Equal(t, store.StatusRunning, st.Status, id)
-		require.Equal(t, store.StepRunning, fetch.Status, id)
-		before[id] = st
-	}
-	if probe != nil {
-		probe(t, "before", s, ids)
+	if sc.probe != nil {
+		sc.probe(t, "before", s, ids)
 	}
 
-	switch how {
-	case killed:
-		srv.kill()
-	case paused:
-		srv.pause()
-	}
+	start := time.Now()
+	takeAway(srv, sc.how)
 	close(down)
-	// Each run now tries to record the end of its first step and the start
-	// of its second, and fails, then reports progress, and fails.
-	arrive(t, inSecond, faultRuns, "the second step")
-
+	for _, id := range ids {
+		if !runs[id].lateEnd {
+			waitClosed(t, ended[id], id+" ends while Redis is away")
+		}
+	}
 	requireReadsUnavailable(t, tr, ids)
-	if probe != nil {
-		probe(t, "during", s, ids)
+	if sc.probe != nil {
+		sc.probe(t, "during", s, ids)
 	}
-
-	switch how {
-	case killed:
-		srv.start()
-	case paused:
-		srv.resume()
-	}
-	srv.waitAnswers(client) // the client's pool may wait a moment before dialing again
-	for _, id := range ids {
-		st, err := tr.Get(ctx, id)
-		require.NoError(t, err, "a task recorded before the outage is still there")
-		if how == killed {
-			// Nothing was written while the server was dead.
-			require.True(t, st.Equal(before[id]), "%s: the state acknowledged before the kill survives it unchanged:\nbefore %+v\nafter  %+v", id, before[id], st)
-		} else {
-			// A write that timed out may have been applied late.
-			require.GreaterOrEqual(t, st.Version, before[id].Version, id)
-			require.True(t, st.CreatedAt.Equal(before[id].CreatedAt), id)
-		}
-	}
+	time.Sleep(time.Until(start.Add(sc.length))) // the outage itself lasts this long
+	bringBack(srv, sc.how)
+	srv.WaitAnswers(client) // the client's pool may wait a moment before dialing again
+	back := time.Now()
 	close(up)
-	sctx, cancel := context.WithTimeout(ctx, faultGuard)
+
+	requireConverged(t, s, runs, back)
+	wg.Wait()
+	cctx, cancel := context.WithTimeout(ctx, faultGuard)
 	defer cancel()
-	require.NoError(t, runner.Shutdown(sctx), "every run ends")
-
-	for i, name := range []string{"fetch", "parse", "index"} {
-		require.Equal(t, int64(faultRuns), ran[i].Load(), "every run did the work of step %s", name)
+	require.NoError(t, tr.Close(cctx), "nothing is left waiting")
+	if sc.probe != nil {
+		sc.probe(t, "after", s, ids)
 	}
-	require.Zero(t, slowWrites.Load(), "a write during the outage must return within the tracker's timeout")
-	for _, id := range ids {
-		st, err := tr.Get(ctx, id)
-		require.NoError(t, err)
-		require.Equal(t, store.StatusSuccess, st.Status, "%s: writes resumed after the outage", id)
-		require.Greater(t, st.Version, before[id].Version, id)
-		for _, sp := range st.Steps {
-			require.Equal(t, store.StepSuccess, sp.Status, "%s: step %s", id, sp.Name)
-		}
-		require.JSONEq(t, "true", string(st.Result["indexed"]), id)
-	}
-	if probe != nil {
-		probe(t, "after", s, ids)
-	}
-
-	errs := reported.all()
-	require.GreaterOrEqual(t, len(errs), faultRuns, "each run's writes during the outage failed and were reported")
-	causes := 0
-	for _, err := range errs {
-		require.ErrorIs(t, err, store.ErrUnavailable, "only the outage makes a write fail")
-		var netErr net.Error
-		switch {
-		case how == killed && errors.Is(err, syscall.ECONNREFUSED),
-			how == paused && (errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &netErr) && netErr.Timeout())):
-			causes++
-		}
-	}
-	require.Positive(t, causes, "the outage (%v) must show as %s", how, map[outage]string{killed: "refused connections", paused: "timeouts"}[how])
+	requireOutageErrors(t, reported.all(), sc.how)
 
 	stats := client.PoolStats()
 	require.LessOrEqual(t, stats.TotalConns, uint32(faultPoolSize), "the pool holds no more connections than its size")
 	require.Equal(t, stats.TotalConns, stats.IdleConns, "no connection is still in use: %+v", *stats)
+	require.NoError(t, s.Close())
 	require.NoError(t, client.Close())
-	srv.stop()
+	srv.Stop()
 	goleak.VerifyNone(t, leaks)
+}
+
+// takeAway makes the server stop answering, as how says.
+func takeAway(srv *redisserver.Server, how outage) {
+	if how == killed {
+		srv.Kill()
+	} else {
+		srv.Pause()
+	}
+}
+
+// bringBack makes the server answer again, as how says.
+func bringBack(srv *redisserver.Server, how outage) {
+	if how == killed {
+		srv.Restart()
+	} else {
+		srv.Resume()
+	}
+}
+
+// requireConverged reads every task until each is what its run did, and
+// fails t if that takes longer than faultConverge from back, when Redis
+// answered again. It reads through its own client, as a status reader in
+// another process would.
+func requireConverged(t *testing.T, s *redisstore.Store, runs map[string]faultRun, back time.Time) {
+	t.Helper()
+	for {
+		var wrong []string
+		for id, r := range runs {
+			st, err := s.Get(t.Context(), id)
+			if err != nil {
+				wrong = append(wrong, fmt.Sprintf("%s: %v", id, err))
+				continue
+			}
+			if why := differs(r.want(), st); why != "" {
+				wrong = append(wrong, fmt.Sprintf("%s: %s", id, why))
+			}
+		}
+		if len(wrong) == 0 {
+			t.Logf("every task is what its run did %v after Redis answered again", time.Since(back).Round(time.Millisecond))
+			return
+		}
+		if time.Since(back) > faultConverge {
+			t.Fatalf("%d of %d tasks are not what their runs did %v after Redis answered again, e.g.:\n%s",
+				len(wrong), len(runs), faultConverge, strings.Join(wrong[:min(5, len(wrong))], "\n"))
+		}
+		time.Sleep(50 * time.Millisecond) // observing the store, which the tracker writes in the background
+	}
+}
+
+// differs says how got is not the state want says its work led to, or "".
+func differs(want, got store.State) string {
+	switch {
+	case got.Status != want.Status:
+		return fmt.Sprintf("status %s, not %s", got.Status, want.Status)
+	case got.ErrorMessage != want.ErrorMessage:
+		return fmt.Sprintf("error %q, not %q", got.ErrorMessage, want.ErrorMessage)
+	case got.Attempt != want.Attempt:
+		return fmt.Sprintf("attempt %d, not %d", got.Attempt, want.Attempt)
+	case got.Progress != want.Progress:
+		return fmt.Sprintf("progress %+v, not %+v", got.Progress, want.Progress)
+	case len(got.Steps) != len(want.Steps):
+		return fmt.Sprintf("%d steps, not %d", len(got.Steps), len(want.Steps))
+	case len(got.Result) != len(want.Result):
+		return fmt.Sprintf("result %v, not %v", got.Result, want.Result)
+	}
+	for i, w := range want.Steps {
+		if g := got.Steps[i]; g.Name != w.Name || g.Status != w.Status || g.Error != w.Error {
+			return fmt.Sprintf("step %s is %s (%q), not %s (%q)", w.Name, g.Status, g.Error, w.Status, w.Error)
+		}
+	}
+	for k, v := range want.Result {
+		if string(got.Result[k]) != string(v) {
+			return fmt.Sprintf("result %s is %s, not %s", k, got.Result[k], v)
+		}
+	}
+	return ""
+}
+
+// requireOutageErrors fails t unless the errors the tracker reported are
+// all the store being unavailable, and some show the outage as how makes
+// it: refused connections for a killed server, timeouts for a paused one.
+func requireOutageErrors(t *testing.T, errs []error, how outage) {
+	t.Helper()
+	require.NotEmpty(t, errs, "the writes during the outage failed and were reported")
+	causes := 0
+	for _, err := range errs {
+		require.ErrorIs(t, err, store.ErrUnavailable, "only the outage makes a write fail")
+		switch {
+		case how == killed && errors.Is(err, syscall.ECONNREFUSED),
+			how == paused && errors.Is(err, context.DeadlineExceeded):
+			causes++
+		}
+	}
+	require.Positive(t, causes, "the outage (%v) must show as %s", how, map[outage]string{killed: "refused connections", paused: "timeouts"}[how])
 }
 
 // arrive waits until n runs have sent their id on ch.
@@ -377,6 +399,16 @@ func arrive(t *testing.T, ch <-chan string, n int, where string) {
 		case <-timeout:
 			t.Fatalf("only %d of %d runs reached %s within %v", i, n, where, faultGuard)
 		}
+	}
+}
+
+// waitClosed waits until ch is closed, or fails t after faultGuard.
+func waitClosed(t *testing.T, ch <-chan struct{}, what string) {
+	t.Helper()
+	select {
+	case <-ch:
+	case <-time.After(faultGuard):
+		t.Fatalf("%s: not within %v", what, faultGuard)
 	}
 }
 

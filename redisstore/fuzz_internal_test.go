@@ -3,6 +3,8 @@ package redisstore
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
+	"reflect"
 	"strconv"
 	"testing"
 	"time"
@@ -14,9 +16,10 @@ import (
 // with redis-cli could have left them, and checks what the package doc
 // promises of data it reads back: it never panics; it either refuses the
 // data with an error wrapping store.ErrCorrupt, or returns a state of the
-// task asked for, at the version of the version field, that passes
-// Validate, has every time in UTC, and survives being written again
-// (encodeState) and read back (decodeState) unchanged.
+// task asked for, at the version of the version field and the incarnation
+// of the inc field, that passes Validate, has every time in UTC, and
+// survives being written again (encodeState) and read back (decodeState)
+// unchanged.
 //
 // The seed corpus (below and in testdata/fuzz/FuzzDecodeState) runs in
 // every go test; go test -run '^$' -fuzz '^FuzzDecodeState$' ./redisstore
@@ -42,43 +45,63 @@ func FuzzDecodeState(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
+	full.Incarnation = "k3x9"
+	withInc, err := encodeState(full)
+	if err != nil {
+		f.Fatal(err)
+	}
 	for _, seed := range []struct {
-		id, version, state   string
-		hasVersion, hasState bool
+		id, version, state, inc, announced string
+		hasVersion, hasState, hasAnnounced bool
 	}{
-		{"doc-1", "7", string(written), true, true},
-		{"doc-1", "1", `{"id":"doc-1","status":"pending","created_at":"2025-11-12T10:00:00Z","updated_at":"2025-11-12T10:00:00Z","attempt":1,"version":1}`, true, true},
-		{"doc-1", "1", `{"id":"doc-1","status":"pending","version":1,"future_field":{"x":[1,2]}}`, true, true},
-		{"doc-1", "1", `{"id":"doc-1","status":"running","version":1,"created_at":"2025-11-12T11:00:00+01:00","lease_until":"2025-11-12T11:01:00+01:00","steps":[{"name":"a","status":"running","started_at":"2025-11-12T11:00:00+01:00"}]}`, true, true},
-		{"doc-1", "1", `{"id":"doc-1","status":"pending","version":1,"result":{"x":{ "a" : "<b>" }}}`, true, true},
-		{"doc-1", "1", `{"id":"doc-1","status":"pending","version":1,"created_at":"9999-12-31T23:59:59-01:00"}`, true, true},
-		{"doc-1", "1", `{"id":"doc-1","status":"pending","version":1}`, false, true},
-		{"doc-1", "1", "", true, false},
-		{"doc-1", "x", `{"id":"doc-1","status":"pending","version":1}`, true, true},
-		{"doc-1", "99999999999999999999", `{"id":"doc-1","status":"pending","version":1}`, true, true},
-		{"doc-1", "2", `{"id":"doc-1","status":"pending","version":1}`, true, true},
-		{"doc-1", "0", `{"id":"doc-1","status":"pending","version":0}`, true, true},
-		{"doc-1", "1", `{"id":"doc-2","status":"pending","version":1}`, true, true},
-		{"doc-1", "1", `{"id":"doc-1","status":"lost","version":1}`, true, true},
-		{"doc-1", "1", `{"id":"doc-1","status":"pending","version":1,"steps":[{"name":"a","status":"?"}]}`, true, true},
-		{"doc-1", "1", `{"id":"doc-1","status":"pending","version":1,"created_at":"yesterday"}`, true, true},
-		{"doc-1", "1", `{"id":"doc-1","status":"pending","version":"1"}`, true, true},
-		{"doc-1", "1", `{"id":"doc-1",`, true, true},
-		{"doc-1", "1", `null`, true, true},
-		{"doc-1", "1", `[]`, true, true},
-		{"a{b}", "1", `{"id":"a{b}","status":"pending","version":1}`, true, true},
-		{"", "1", `{"status":"pending","version":1}`, true, true},
+		{"doc-1", "7", string(written), "", "", true, true, false},
+		{"doc-1", "1", `{"id":"doc-1","status":"pending","created_at":"2025-11-12T10:00:00Z","updated_at":"2025-11-12T10:00:00Z","attempt":1,"version":1}`, "", "", true, true, false},
+		{"doc-1", "1", `{"id":"doc-1","status":"pending","version":1,"future_field":{"x":[1,2]}}`, "", "", true, true, false},
+		{"doc-1", "1", `{"id":"doc-1","status":"running","version":1,"created_at":"2025-11-12T11:00:00+01:00","lease_until":"2025-11-12T11:01:00+01:00","steps":[{"name":"a","status":"running","started_at":"2025-11-12T11:00:00+01:00"}]}`, "", "", true, true, false},
+		{"doc-1", "1", `{"id":"doc-1","status":"pending","version":1,"result":{"x":{ "a" : "<b>" }}}`, "", "", true, true, false},
+		{"doc-1", "1", `{"id":"doc-1","status":"pending","version":1,"created_at":"9999-12-31T23:59:59-01:00"}`, "", "", true, true, false},
+		{"doc-1", "1", `{"id":"doc-1","status":"pending","version":1}`, "", "", false, true, false},
+		{"doc-1", "1", "", "", "", true, false, false},
+		{"doc-1", "x", `{"id":"doc-1","status":"pending","version":1}`, "", "", true, true, false},
+		{"doc-1", "99999999999999999999", `{"id":"doc-1","status":"pending","version":1}`, "", "", true, true, false},
+		{"doc-1", "2", `{"id":"doc-1","status":"pending","version":1}`, "", "", true, true, false},
+		{"doc-1", "0", `{"id":"doc-1","status":"pending","version":0}`, "", "", true, true, false},
+		{"doc-1", "1", `{"id":"doc-2","status":"pending","version":1}`, "", "", true, true, false},
+		{"doc-1", "1", `{"id":"doc-1","status":"lost","version":1}`, "", "", true, true, false},
+		{"doc-1", "1", `{"id":"doc-1","status":"pending","version":1,"steps":[{"name":"a","status":"?"}]}`, "", "", true, true, false},
+		{"doc-1", "1", `{"id":"doc-1","status":"pending","version":1,"created_at":"yesterday"}`, "", "", true, true, false},
+		{"doc-1", "1", `{"id":"doc-1","status":"pending","version":"1"}`, "", "", true, true, false},
+		{"doc-1", "1", `{"id":"doc-1",`, "", "", true, true, false},
+		{"doc-1", "1", `null`, "", "", true, true, false},
+		{"doc-1", "1", `[]`, "", "", true, true, false},
+		{"a{b}", "1", `{"id":"a{b}","status":"pending","version":1}`, "", "", true, true, false},
+		{"", "1", `{"status":"pending","version":1}`, "", "", true, true, false},
+		{"doc-1", "7", string(withInc), "k3x9", "7", true, true, true},
+		{"doc-1", "7", string(withInc), "k3x9", "", true, true, false},
+		{"doc-1", "7", string(withInc), "", "", true, true, false},
+		{"doc-1", "7", string(withInc), "other", "7", true, true, true},
+		{"doc-1", "7", string(written), "k3x9", "7", true, true, true},
+		{"doc-1", "7", string(withInc), "k3x9", "8", true, true, true},
+		{"doc-1", "7", string(withInc), "k3x9", "-1", true, true, true},
+		{"doc-1", "7", string(withInc), "k3x9", "six", true, true, true},
+		{"doc-1", "7", string(withInc), "k3x9", "", true, true, true},
 	} {
-		f.Add(seed.id, seed.version, seed.state, seed.hasVersion, seed.hasState)
+		f.Add(seed.id, seed.version, seed.state, seed.inc, seed.announced, seed.hasVersion, seed.hasState, seed.hasAnnounced)
 	}
 
-	f.Fuzz(func(t *testing.T, id, version, state string, hasVersion, hasState bool) {
+	f.Fuzz(func(t *testing.T, id, version, state, inc, announced string, hasVersion, hasState, hasAnnounced bool) {
 		fields := map[string]string{"put_id": "p", "unknown": "ignored"}
 		if hasVersion {
 			fields[fieldVersion] = version
 		}
 		if hasState {
 			fields[fieldState] = state
+		}
+		if hasAnnounced {
+			fields[fieldAnnounced] = announced
+		}
+		if inc != "" { // no inc field reads as ""
+			fields[fieldIncarnation] = inc
 		}
 		st, err := decodeState(id, fields)
 		if err != nil {
@@ -87,32 +110,49 @@ func FuzzDecodeState(f *testing.F) {
 			}
 			return
 		}
-		if err := st.Validate(); err != nil {
-			t.Fatalf("decodeState returned a state Validate refuses: %v", err)
-		}
-		if st.ID != id {
-			t.Fatalf("decodeState(%q) returned task %q", id, st.ID)
-		}
-		if strconv.FormatInt(st.Version, 10) != normalizeInt(t, version) {
-			t.Fatalf("version field %q, state version %d", version, st.Version)
-		}
-		requireUTC(t, st)
-
-		again, err := encodeState(st)
-		if err != nil {
-			t.Fatalf("a state decodeState accepted cannot be written again: %v", err)
-		}
-		back, err := decodeState(id, map[string]string{fieldVersion: strconv.FormatInt(st.Version, 10), fieldState: string(again)})
-		if err != nil {
-			t.Fatalf("a re-encoded state does not decode: %v\n%s", err, again)
-		}
-		if want := canonical(st); !want.Equal(back) {
-			t.Fatalf("round trip changed the state:\nbefore %+v\nafter  %+v", want, back)
-		}
-		if third, err := encodeState(back); err != nil || string(third) != string(again) {
-			t.Fatalf("encoding is not stable after one round trip (%v):\n%s\n%s", err, again, third)
-		}
+		requireDecoded(t, id, version, inc, st)
+		requireRoundTrip(t, st)
 	})
+}
+
+// requireDecoded fails t unless st, which decodeState returned for task
+// id from a hash with the fields version and inc, passes Validate, is of
+// task id, at that version and incarnation, and has every time in UTC.
+func requireDecoded(t *testing.T, id, version, inc string, st store.State) {
+	if err := st.Validate(); err != nil {
+		t.Fatalf("decodeState returned a state Validate refuses: %v", err)
+	}
+	if st.ID != id || st.Incarnation != inc {
+		t.Fatalf("decodeState(%q) of incarnation %q returned task %q of incarnation %q", id, inc, st.ID, st.Incarnation)
+	}
+	if strconv.FormatInt(st.Version, 10) != normalizeInt(t, version) {
+		t.Fatalf("version field %q, state version %d", version, st.Version)
+	}
+	requireUTC(t, st)
+}
+
+// requireRoundTrip fails t unless st, which decodeState returned, is
+// written (encodeState) and read back (decodeState) unchanged, and
+// encodes the same once it has.
+func requireRoundTrip(t *testing.T, st store.State) {
+	again, err := encodeState(st)
+	if err != nil {
+		t.Fatalf("a state decodeState accepted cannot be written again: %v", err)
+	}
+	fields := map[string]string{fieldVersion: strconv.FormatInt(st.Version, 10), fieldState: string(again)}
+	if st.Incarnation != "" {
+		fields[fieldIncarnation] = st.Incarnation
+	}
+	back, err := decodeState(st.ID, fields)
+	if err != nil {
+		t.Fatalf("a re-encoded state does not decode: %v\n%s", err, again)
+	}
+	if want := canonical(st); !want.Equal(back) {
+		t.Fatalf("round trip changed the state:\nbefore %+v\nafter  %+v", want, back)
+	}
+	if third, err := encodeState(back); err != nil || string(third) != string(again) {
+		t.Fatalf("encoding is not stable after one round trip (%v):\n%s\n%s", err, again, third)
+	}
 }
 
 // TestDecodedTimesAreUTC checks the promise of the package doc that stored
@@ -122,8 +162,9 @@ func TestDecodedTimesAreUTC(t *testing.T) {
 	at := time.Date(2025, 11, 12, 11, 0, 0, 0, cet)
 	st := store.State{
 		ID: "doc-1", Status: store.StatusRunning, CreatedAt: at, StartedAt: at, UpdatedAt: at,
-		LeaseUntil: at.Add(time.Minute), Attempt: 1, Version: 1,
-		Steps: []store.Step{{Name: "a", Status: store.StepRunning, StartedAt: at, Attempt: 1}},
+		LeaseUntil: at.Add(time.Minute), CancelRequestedAt: at, Attempt: 2, Version: 1,
+		Steps:            []store.Step{{Name: "a", Status: store.StepRunning, StartedAt: at, Attempt: 1}},
+		PreviousAttempts: []store.Attempt{{Attempt: 1, Status: store.StatusFailed, StartedAt: at, CompletedAt: at}},
 	}
 	data, err := encodeState(st)
 	if err != nil {
@@ -139,22 +180,28 @@ func TestDecodedTimesAreUTC(t *testing.T) {
 	}
 }
 
-// requireUTC fails t unless every time of st is in UTC.
+// requireUTC fails t unless every time of st is in UTC: it visits every
+// time.Time in st, so that a time added to store.State is checked too.
 func requireUTC(t *testing.T, st store.State) {
 	t.Helper()
-	times := map[string]time.Time{
-		"created_at": st.CreatedAt, "started_at": st.StartedAt, "updated_at": st.UpdatedAt,
-		"completed_at": st.CompletedAt, "lease_until": st.LeaseUntil,
-	}
-	for _, sp := range st.Steps {
-		times["step "+sp.Name+" started_at"] = sp.StartedAt
-		times["step "+sp.Name+" completed_at"] = sp.CompletedAt
-	}
-	for name, tm := range times {
-		if tm.Location() != time.UTC {
-			t.Errorf("%s is %v, in %q, not in UTC", name, tm, tm.Location())
+	var visit func(path string, v reflect.Value)
+	visit = func(path string, v reflect.Value) {
+		switch {
+		case v.Type() == reflect.TypeFor[time.Time]():
+			if tm := v.Interface().(time.Time); tm.Location() != time.UTC {
+				t.Errorf("%s is %v, in %q, not in UTC", path, tm, tm.Location())
+			}
+		case v.Kind() == reflect.Struct:
+			for i := range v.NumField() {
+				visit(path+"."+v.Type().Field(i).Name, v.Field(i))
+			}
+		case v.Kind() == reflect.Slice:
+			for i := range v.Len() {
+				visit(fmt.Sprintf("%s[%d]", path, i), v.Index(i))
+			}
 		}
 	}
+	visit("State", reflect.ValueOf(st))
 }
 
 // normalizeInt returns the decimal form of the integer s, which

@@ -18,23 +18,6 @@ import (
 	"github.com/taskstatus/taskstatus/store"
 )
 
-// TestKillRedisMidPipelines kills Redis (SIGKILL) while 100 pipelines are
-// in the middle of their work, and starts it again on the same port and
-// files. Besides what runOutage shows, the status endpoint answers 503
-// for every task while Redis is dead: never 404, never a state.
-func TestKillRedisMidPipelines(t *testing.T) {
-	runOutage(t, killed, statusEndpointProbe())
-}
-
-// TestPauseRedisMidPipelines pauses Redis (SIGSTOP) while 100 pipelines
-// are in the middle of their work, so that calls time out rather than
-// being refused, then lets it go on (SIGCONT). Besides what runOutage
-// shows, the status endpoint answers 503 for every task, within the
-// store's timeout, while Redis does not answer.
-func TestPauseRedisMidPipelines(t *testing.T) {
-	runOutage(t, paused, statusEndpointProbe())
-}
-
 // statusEndpointProbe returns a probe that asks httpapi.StatusHandler, over the store, for the
 // status of every task in the ways clients do: a plain GET, a conditional
 // GET naming the version they had (If-None-Match), a long poll naming it
@@ -55,7 +38,9 @@ func probeStatusEndpoint(t *testing.T, phase string, s *redisstore.Store, ids []
 	t.Helper()
 	var errs errorLog
 	mux := http.NewServeMux()
-	mux.Handle("GET /tasks/{id}/status", httpapi.StatusHandler(s, httpapi.WithErrorHandler(errs.add)))
+	status, err := httpapi.StatusHandler(s, httpapi.WithErrorHandler(errs.add))
+	require.NoError(t, err)
+	mux.Handle("GET /tasks/{id}/status", status)
 
 	type request struct {
 		name   string

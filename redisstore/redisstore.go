@@ -4,9 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
-	"strconv"
-	"strings"
+	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -19,62 +18,40 @@ var (
 	_ store.Watcher = (*Store)(nil)
 )
 
-// DefaultTimeout bounds every call to Redis when [WithTimeout] is not given.
-const DefaultTimeout = 2 * time.Second
+// errClosed is the cause of every call made after Close.
+var errClosed = fmt.Errorf("store closed: %w", store.ErrUnavailable)
 
 // Store is a [store.Store] and [store.Watcher] that keeps tasks in Redis.
 // Its methods are safe for concurrent use. The zero value is not usable:
 // call [New].
 type Store struct {
-	client   redis.UniversalClient
-	prefix   string
-	timeout  time.Duration
-	watching watching // the watches' shared pub/sub connection (watch.go)
-}
+	client  redis.UniversalClient
+	direct  bool // client ends commands when their context does (deadline.go)
+	prefix  string
+	timeout time.Duration
+	health  time.Duration
+	logger  *slog.Logger
 
-// Option configures a Store.
-type Option func(*Store) error
-
-// WithPrefix sets the prefix of every key, so that several applications or
-// tests can share a database. The default is [DefaultPrefix]. A prefix may
-// be empty but may not contain '{' or '}', which would break the hash tag
-// that keeps a task's keys in one Redis Cluster slot.
-func WithPrefix(prefix string) Option {
-	return func(s *Store) error {
-		if strings.ContainsAny(prefix, "{}") {
-			return fmt.Errorf("redisstore: WithPrefix(%q): contains '{' or '}'", prefix)
-		}
-		s.prefix = prefix
-		return nil
-	}
-}
-
-// WithTimeout bounds every call to Redis, and the time a watcher keeps
-// trying to reconnect, to d. The default is [DefaultTimeout]. A call that
-// runs out of time reports an error wrapping [store.ErrUnavailable].
-//
-// go-redis applies a context's deadline to reads and writes on the
-// connection only if the client has ContextTimeoutEnabled set; without it
-// the client's ReadTimeout and WriteTimeout (3s by default) apply instead.
-func WithTimeout(d time.Duration) Option {
-	return func(s *Store) error {
-		if d <= 0 {
-			return fmt.Errorf("redisstore: WithTimeout(%v): not positive", d)
-		}
-		s.timeout = d
-		return nil
-	}
+	closed   atomic.Bool
+	watching watching // the watches and what serves them (watch.go)
 }
 
 // New returns a Store that keeps tasks through client, which may be a
 // single-node, sentinel (failover) or cluster client. New does not contact
-// Redis; the first call does. The Store does not own client: close it after
-// the last call.
+// Redis; the first call does. The Store does not own client: close it
+// after the Store.
 func New(client redis.UniversalClient, opts ...Option) (*Store, error) {
 	if client == nil {
 		return nil, errors.New("redisstore: nil client")
 	}
-	s := &Store{client: client, prefix: DefaultPrefix, timeout: DefaultTimeout}
+	s := &Store{
+		client:  client,
+		direct:  honoursContext(client),
+		prefix:  DefaultPrefix,
+		timeout: DefaultTimeout,
+		health:  DefaultHealthInterval,
+		logger:  slog.Default(),
+	}
 	for _, opt := range opts {
 		if err := opt(s); err != nil {
 			return nil, err
@@ -83,10 +60,32 @@ func New(client redis.UniversalClient, opts ...Option) (*Store, error) {
 	return s, nil
 }
 
+// Close ends every watch: their channels are closed, and a Watch call
+// still waiting for its first state returns an error wrapping
+// [store.ErrUnavailable]. It stops the goroutines that serve the watches
+// and closes their pub/sub connection, and makes every later call return
+// an error wrapping store.ErrUnavailable. It does not close the client,
+// which the Store does not own. Calling Close again does nothing.
+//
+// Close waits for nothing but those goroutines, which end at once. A
+// command they have in flight goes on in the background until its
+// deadline, or the client's own timeouts (see Deadlines in the package
+// doc), end it.
+func (s *Store) Close() error {
+	if s.closed.Swap(true) {
+		return nil
+	}
+	s.watching.close()
+	return nil
+}
+
 // check reports why operation op on task id cannot start, if it cannot.
 func (s *Store) check(ctx context.Context, op, id string) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("redisstore: %s %q: %w", op, id, err)
+	}
+	if s.closed.Load() {
+		return fmt.Errorf("redisstore: %s %q: %w", op, id, errClosed)
 	}
 	if err := store.ValidateID(id); err != nil {
 		return fmt.Errorf("redisstore: %s: %w", op, err)
@@ -101,50 +100,56 @@ func (s *Store) Get(ctx context.Context, id string) (store.State, error) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
-	fields, err := s.client.HGetAll(ctx, taskKey(s.prefix, id)).Result()
+	fields, err := call(ctx, s.direct, func(ctx context.Context) (map[string]string, error) {
+		return s.client.HGetAll(ctx, taskKey(s.prefix, id)).Result()
+	})
 	if err != nil {
 		return store.State{}, wrap(fmt.Sprintf("get %q", id), err)
 	}
-	return s.decode("get", id, fields)
-}
-
-// decode returns the state in the fields of task id's hash for operation op.
-func (s *Store) decode(op, id string, fields map[string]string) (store.State, error) {
 	if len(fields) == 0 {
-		return store.State{}, fmt.Errorf("redisstore: %s %q: %w", op, id, store.ErrNotFound)
+		return store.State{}, fmt.Errorf("redisstore: get %q: %w", id, store.ErrNotFound)
 	}
 	st, err := decodeState(id, fields)
 	if err != nil {
-		return store.State{}, fmt.Errorf("redisstore: %s %q: %w", op, id, err)
+		return store.State{}, fmt.Errorf("redisstore: get %q: %w", id, err)
 	}
 	return st, nil
 }
 
-// Put implements [store.Store] with one script (see the package doc).
-func (s *Store) Put(ctx context.Context, st store.State, ttl time.Duration) error {
-	if err := s.check(ctx, "put", st.ID); err != nil {
+// Put implements [store.Store] with one script (see the package doc). A
+// write that [store.Write.Validate] refuses is refused before any round
+// trip.
+func (s *Store) Put(ctx context.Context, w store.Write) error {
+	if err := s.check(ctx, "put", w.State.ID); err != nil {
 		return err
 	}
-	if err := st.Validate(); err != nil {
+	if err := w.Validate(); err != nil {
 		return fmt.Errorf("redisstore: put: %w", err)
 	}
-	data, err := encodeState(st)
+	data, err := encodeState(w.State)
 	if err != nil {
-		return fmt.Errorf("redisstore: put %q: %w", st.ID, err)
+		return fmt.Errorf("redisstore: put %q: %w", w.State.ID, err)
 	}
-	var ms int64
-	if ttl > 0 {
-		ms = max(ttl.Milliseconds(), 1)
+	var ttl int64
+	if w.TTL > 0 {
+		ttl = max(w.TTL.Milliseconds(), 1)
 	}
-	putID := strconv.FormatUint(rand.Uint64(), 36)
+	var announce []byte // empty: a quiet write is not published
+	if !w.Quiet {
+		announce = notice{ID: w.State.ID, Version: w.State.Version, Incarnation: w.State.Incarnation}.encode()
+	}
+	args := []any{
+		w.Prev, w.State.Version, w.State.Incarnation, data, ttl,
+		writeToken(w.ID), store.MinWriteIDs, announce, eventsChannel(s.prefix, w.State.ID),
+	}
 
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
-	err = putScript.Run(ctx, s.client, []string{taskKey(s.prefix, st.ID)},
-		st.Version, data, ms, putID, notice{ID: st.ID, Version: st.Version}.encode(),
-		eventsChannel(s.prefix, st.ID)).Err()
+	err = exec(ctx, s.direct, func(ctx context.Context) error {
+		return putScript.Run(ctx, s.client, []string{taskKey(s.prefix, w.State.ID)}, args...).Err()
+	})
 	if err != nil {
-		return wrap(fmt.Sprintf("put %q version %d", st.ID, st.Version), err)
+		return wrap(fmt.Sprintf("put %q version %d", w.State.ID, w.State.Version), err)
 	}
 	return nil
 }
@@ -157,8 +162,11 @@ func (s *Store) Delete(ctx context.Context, id string) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
-	if err := deleteScript.Run(ctx, s.client, []string{taskKey(s.prefix, id)},
-		notice{ID: id}.encode(), eventsChannel(s.prefix, id)).Err(); err != nil {
+	err := exec(ctx, s.direct, func(ctx context.Context) error {
+		return deleteScript.Run(ctx, s.client, []string{taskKey(s.prefix, id)},
+			notice{ID: id}.encode(), eventsChannel(s.prefix, id)).Err()
+	})
+	if err != nil {
 		return wrap(fmt.Sprintf("delete %q", id), err)
 	}
 	return nil

@@ -80,15 +80,23 @@ func miniredisBackend(t *testing.T) (redis.UniversalClient, advanceFunc) {
 	return newClient(t, mr.Addr()), func(_ *testing.T, _ string, d time.Duration) { mr.FastForward(d) }
 }
 
-// redisBackend returns the backend of the server named by
+// redisAddr returns the address of the server named by
 // TASKSTATUS_REDIS_ADDR. It skips t if the variable is unset and fails it
 // if the server does not answer.
-func redisBackend(t *testing.T) backend {
+func redisAddr(t *testing.T) string {
 	addr := os.Getenv(envAddr)
 	if addr == "" {
 		t.Skipf("%s is not set: no Redis server to test against", envAddr)
 	}
 	requireAnswers(t, newClient(t, addr), envAddr)
+	return addr
+}
+
+// redisBackend returns the backend of the server named by
+// TASKSTATUS_REDIS_ADDR. It skips t if the variable is unset and fails it
+// if the server does not answer.
+func redisBackend(t *testing.T) backend {
+	addr := redisAddr(t)
 	return func(t *testing.T) (redis.UniversalClient, advanceFunc) {
 		c := newClient(t, addr)
 		return c, func(t *testing.T, prefix string, d time.Duration) { advanceTTLs(t, c, prefix, d) }

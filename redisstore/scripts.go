@@ -8,54 +8,101 @@ import "github.com/redis/go-redis/v9"
 // with an error reply whose first word the package maps to a sentinel error:
 // CONFLICT to store.ErrConflict and CORRUPT to store.ErrCorrupt.
 
-// putScript writes a new state of a task if the stored version is the one
-// before it, sets or clears the expiry, and publishes the change.
+// putScript applies a store.Write: if the stored task is the one the write
+// was computed from, it writes the new state, sets or clears the expiry,
+// and publishes the change unless the write is quiet.
 //
-// The put_id field makes the write idempotent for one Put call: go-redis
-// resends a command whose reply it lost (a dropped connection), and the
-// resend must not turn a successful write into a conflict. A resend finds
-// its own version and its own put_id stored and reports success again;
-// another call writing the same version has a different put_id and gets
-// CONFLICT.
+// A write is recognised as a resend, and changes nothing, if its write id
+// is among the task's latest ones, kept in the writes field: go-redis
+// resends a command whose reply it lost (a dropped connection), and so
+// does the tracker, and the resend must not turn a write that was applied
+// into a conflict with itself, however many writes came in between.
+//
+// A hash written by an earlier release has no inc field (its incarnation
+// is ""), no writes and no announced field, and may have a put_id field,
+// which the first write removes.
+//
+// The write ids are looked for only when the write does not apply: a
+// resend of a write that was applied finds another version, or another
+// incarnation, stored. A quiet write leaves the announced version as it
+// was (HSETNX sets it for a hash of an earlier release).
+//
+// The script costs Redis about 1.7 times the CPU of the earlier release's:
+// 7.6 µs against 4.6 µs a write of a 1 KB state, timed in a Lua loop of
+// 40,000 writes on the server. It reads and writes the incarnation, the
+// write ids and the announced version besides the version and the state;
+// keeping the write ids is most of the difference.
 //
 // KEYS[1] -> <prefix>{<id>}, the task's hash
-// ARGV[1] -> the new version; the stored version must be ARGV[1]-1 (0: absent)
-// ARGV[2] -> the state's JSON
-// ARGV[3] -> time to live in milliseconds; "0" for none
-// ARGV[4] -> put_id, a random id of this Put call
-// ARGV[5] -> the change notification to publish
-// ARGV[6] -> <prefix>{<id>}:events, the channel of the task's changes
+// ARGV[1] -> the version the write was computed from; 0: no task
+// ARGV[2] -> the new version
+// ARGV[3] -> the incarnation, which a stored task must have unless ARGV[1] is 0
+// ARGV[4] -> the state's JSON
+// ARGV[5] -> time to live in milliseconds; "0" for none
+// ARGV[6] -> the write's id, as writeToken gives it; "" for none
+// ARGV[7] -> how many write ids to keep
+// ARGV[8] -> the change notification to publish; "" for a quiet write
+// ARGV[9] -> <prefix>{<id>}:events, the channel of the task's changes
 //
-// Returns "OK", or an error reply "CONFLICT stored version is <n>" or
+// Returns "OK", or an error reply "CONFLICT <what is stored>" or
 // "CORRUPT <reason>" (such as a key that is not a hash).
 var putScript = redis.NewScript(`
-local stored = redis.pcall('HGET', KEYS[1], 'version')
-if type(stored) == 'table' and stored.err then
+local stored = redis.pcall('HMGET', KEYS[1], 'version', 'inc', 'writes')
+if stored.err then
 	return redis.error_reply('CORRUPT ' .. stored.err)
-elseif stored then
-	stored = tonumber(stored)
-	if not stored then
+end
+local version, inc, writes, id = stored[1], stored[2] or '', stored[3] or '', ARGV[6]
+if version then
+	version = tonumber(version)
+	if not version then
 		return redis.error_reply('CORRUPT version field is not a number')
 	end
 elseif redis.call('EXISTS', KEYS[1]) == 1 then
 	return redis.error_reply('CORRUPT hash has no version field')
 else
-	stored = 0
+	version = 0
 end
-local version = tonumber(ARGV[1])
-if stored ~= version - 1 then
-	if stored == version and redis.call('HGET', KEYS[1], 'put_id') == ARGV[4] then
+if version ~= tonumber(ARGV[1]) or (version > 0 and inc ~= ARGV[3]) then
+	if id ~= '' and string.find(' ' .. writes .. ' ', ' ' .. id .. ' ', 1, true) then
 		return redis.status_reply('OK')
 	end
-	return redis.error_reply('CONFLICT stored version is ' .. stored)
+	if version ~= tonumber(ARGV[1]) then
+		return redis.error_reply('CONFLICT stored version is ' .. version)
+	end
+	return redis.error_reply(string.format('CONFLICT stored incarnation is %q', inc))
 end
-redis.call('HSET', KEYS[1], 'version', ARGV[1], 'state', ARGV[2], 'put_id', ARGV[4])
-if ARGV[3] == '0' then
+if id ~= '' then
+	if writes == '' then
+		writes = id
+	else
+		writes = id .. ' ' .. writes
+		local at = 0
+		for _ = 1, tonumber(ARGV[7]) do
+			at = string.find(writes, ' ', at + 1, true)
+			if not at then
+				break
+			end
+		end
+		if at then
+			writes = string.sub(writes, 1, at - 1)
+		end
+	end
+end
+if ARGV[8] ~= '' then
+	redis.call('HSET', KEYS[1], 'version', ARGV[2], 'inc', ARGV[3], 'state', ARGV[4], 'writes', writes, 'announced', ARGV[2])
+	redis.call('PUBLISH', ARGV[9], ARGV[8])
+else
+	redis.call('HSET', KEYS[1], 'version', ARGV[2], 'inc', ARGV[3], 'state', ARGV[4], 'writes', writes)
+	redis.call('HSETNX', KEYS[1], 'announced', stored[1] or '0')
+end
+if version > 0 and not stored[2] then
+	redis.call('HDEL', KEYS[1], 'put_id')
+end
+if ARGV[5] == '0' then
 	redis.call('PERSIST', KEYS[1])
 else
-	redis.call('PEXPIRE', KEYS[1], ARGV[3])
+	redis.call('PEXPIRE', KEYS[1], ARGV[5])
 end
-redis.call('PUBLISH', ARGV[6], ARGV[5])
 return redis.status_reply('OK')
 `)
 

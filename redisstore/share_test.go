@@ -151,7 +151,7 @@ func TestWatchersShareOneConnection(t *testing.T) {
 		states := make(map[string]store.State)
 		for _, id := range ids {
 			states[id] = newState(id)
-			require.NoError(t, sh.s.Put(ctx, states[id], 0))
+			require.NoError(t, sh.s.Put(ctx, write(states[id])))
 		}
 		created0, _ := sh.pubsubConns(t)
 
@@ -175,7 +175,7 @@ func TestWatchersShareOneConnection(t *testing.T) {
 		log := &commandLog{}
 		sh.client.AddHook(log)
 		states["hot"] = next(states["hot"], nil)
-		require.NoError(t, sh.s.Put(ctx, states["hot"], 0))
+		require.NoError(t, sh.s.Put(ctx, write(states["hot"])))
 		for _, ch := range chans["hot"] {
 			got, ok := receive(t, ch)
 			require.True(t, ok)
@@ -192,7 +192,7 @@ func TestWatchersShareOneConnection(t *testing.T) {
 
 		for _, id := range ids {
 			states[id] = succeed(states[id])
-			require.NoError(t, sh.s.Put(ctx, states[id], 0))
+			require.NoError(t, sh.s.Put(ctx, write(states[id])))
 		}
 		for _, id := range ids {
 			for _, ch := range chans[id] {
@@ -219,8 +219,8 @@ func TestWatcherLeaves(t *testing.T) {
 		sh := newShared(t, b)
 		ctx := t.Context()
 		a, other := newState("a"), newState("other")
-		require.NoError(t, sh.s.Put(ctx, a, 0))
-		require.NoError(t, sh.s.Put(ctx, other, 0))
+		require.NoError(t, sh.s.Put(ctx, write(a)))
+		require.NoError(t, sh.s.Put(ctx, write(other)))
 		otherCh, err := sh.s.Watch(ctx, "other")
 		require.NoError(t, err)
 		_, ok := receive(t, otherCh)
@@ -241,7 +241,7 @@ func TestWatcherLeaves(t *testing.T) {
 		requireClosed(t, chans[0])
 		require.Equal(t, int64(1), sh.subscribers(t, "a"), "the others still watch the task")
 		a = next(a, nil)
-		require.NoError(t, sh.s.Put(ctx, a, 0))
+		require.NoError(t, sh.s.Put(ctx, write(a)))
 		for _, ch := range chans[1:] {
 			got, ok := receive(t, ch)
 			require.True(t, ok, "a watcher leaving does not end the others")
@@ -264,10 +264,10 @@ func TestWatcherLeaves(t *testing.T) {
 		require.True(t, ok)
 		require.Equal(t, int64(1), sh.subscribers(t, "a"), "subscribed again")
 		a = succeed(a)
-		require.NoError(t, sh.s.Put(ctx, a, 0))
+		require.NoError(t, sh.s.Put(ctx, write(a)))
 		requireEnds(t, ch, a)
 		other = succeed(other)
-		require.NoError(t, sh.s.Put(ctx, other, 0))
+		require.NoError(t, sh.s.Put(ctx, write(other)))
 		requireEnds(t, otherCh, other)
 		sh.requireNoPubSub(t)
 	})
@@ -282,7 +282,7 @@ func TestWatchWriteRightAfter(t *testing.T) {
 		sh := newShared(t, b)
 		ctx := t.Context()
 		anchor := newState("anchor") // keeps the connection open
-		require.NoError(t, sh.s.Put(ctx, anchor, 0))
+		require.NoError(t, sh.s.Put(ctx, write(anchor)))
 		anchorCh, err := sh.s.Watch(ctx, "anchor")
 		require.NoError(t, err)
 
@@ -293,20 +293,20 @@ func TestWatchWriteRightAfter(t *testing.T) {
 		for i := range n {
 			wg.Go(func() {
 				st := newState(fmt.Sprintf("doc-%d", i))
-				err := sh.s.Put(ctx, st, 0)
+				err := sh.s.Put(ctx, write(st))
 				if err == nil {
 					chans[i][0], err = sh.s.Watch(ctx, st.ID) // a new topic
 				}
 				if err == nil {
 					st = next(st, nil)
-					err = sh.s.Put(ctx, st, 0)
+					err = sh.s.Put(ctx, write(st))
 				}
 				if err == nil {
 					chans[i][1], err = sh.s.Watch(ctx, st.ID) // a topic subscribed already
 				}
 				if err == nil {
 					final[i] = succeed(st)
-					err = sh.s.Put(ctx, final[i], 0)
+					err = sh.s.Put(ctx, write(final[i]))
 				}
 				if err != nil {
 					t.Error(err)
@@ -320,7 +320,7 @@ func TestWatchWriteRightAfter(t *testing.T) {
 			requireEnds(t, chans[i][1], final[i])
 		}
 		anchor = succeed(anchor)
-		require.NoError(t, sh.s.Put(ctx, anchor, 0))
+		require.NoError(t, sh.s.Put(ctx, write(anchor)))
 		requireEnds(t, anchorCh, anchor)
 	})
 }
@@ -333,14 +333,16 @@ func TestWatchReadsAfterConfirmation(t *testing.T) {
 	var mu sync.Mutex
 	var early []string
 	c.AddHook(pipelineCheck(func(cmds []redis.Cmder) {
-		if cmds[0].Name() != "hgetall" {
-			return
-		}
-		channel := fmt.Sprint(cmds[0].Args()[1]) + ":events"
-		if mr.PubSubNumSub(channel)[channel] == 0 {
-			mu.Lock()
-			defer mu.Unlock()
-			early = append(early, channel)
+		for _, cmd := range cmds {
+			if cmd.Name() != "hgetall" {
+				continue
+			}
+			channel := fmt.Sprint(cmd.Args()[1]) + ":events"
+			if mr.PubSubNumSub(channel)[channel] == 0 {
+				mu.Lock()
+				early = append(early, channel)
+				mu.Unlock()
+			}
 		}
 	}))
 	ctx := t.Context()
@@ -350,12 +352,12 @@ func TestWatchReadsAfterConfirmation(t *testing.T) {
 		wg.Go(func() {
 			id := fmt.Sprintf("doc-%d", i%10) // three watches per task
 			st := newState(id)
-			_ = s.Put(ctx, st, 0) // one of the three creates it
+			_ = s.Put(ctx, write(st)) // one of the three creates it
 			var err error
 			if chans[i], err = s.Watch(ctx, id); err != nil {
 				t.Error(err)
 			}
-			_ = s.Put(ctx, succeed(st), 0) // one of the three ends it
+			_ = s.Put(ctx, write(succeed(st))) // one of the three ends it
 		})
 	}
 	wg.Wait()
@@ -391,7 +393,7 @@ func TestWatchReconnectMany(t *testing.T) {
 	chans := make(map[string][]<-chan store.State)
 	for _, id := range ids {
 		states[id] = newState(id)
-		require.NoError(t, s.Put(ctx, states[id], 0))
+		require.NoError(t, s.Put(ctx, write(states[id])))
 		chans[id] = watchAll(t, s, id, 5)
 	}
 
@@ -399,7 +401,7 @@ func TestWatchReconnectMany(t *testing.T) {
 	require.NoError(t, mr.Restart())
 	for _, id := range ids {
 		states[id] = next(states[id], func(s *store.State) { s.Status = store.StatusRunning })
-		require.NoError(t, s.Put(ctx, states[id], 0))
+		require.NoError(t, s.Put(ctx, write(states[id])))
 	}
 	for _, id := range ids {
 		for _, ch := range chans[id] {
@@ -412,7 +414,7 @@ func TestWatchReconnectMany(t *testing.T) {
 
 	for _, id := range ids {
 		states[id] = succeed(states[id])
-		require.NoError(t, s.Put(ctx, states[id], 0))
+		require.NoError(t, s.Put(ctx, write(states[id])))
 	}
 	for _, id := range ids {
 		for _, ch := range chans[id] {
@@ -428,8 +430,8 @@ func TestWatchRefusedSubscribe(t *testing.T) {
 	s, mr, _ := newMiniStore(t)
 	ctx := t.Context()
 	a := newState("a")
-	require.NoError(t, s.Put(ctx, a, 0))
-	require.NoError(t, s.Put(ctx, newState("b"), 0))
+	require.NoError(t, s.Put(ctx, write(a)))
+	require.NoError(t, s.Put(ctx, write(newState("b"))))
 	ch, err := s.Watch(ctx, "a")
 	require.NoError(t, err)
 
@@ -442,7 +444,7 @@ func TestWatchRefusedSubscribe(t *testing.T) {
 	mr.SetError("")
 
 	a = succeed(a)
-	require.NoError(t, s.Put(ctx, a, 0))
+	require.NoError(t, s.Put(ctx, write(a)))
 	requireEnds(t, ch, a)
 	ch, err = s.Watch(ctx, "b")
 	require.NoError(t, err, "a watch once Redis answers again")
@@ -472,14 +474,15 @@ func TestWatchSilentServer(t *testing.T) {
 }
 
 // TestWatchGivesUpMany stops the server for good under watches of two
-// tasks: all their channels close within the store's timeout.
+// tasks: all their channels close within the health interval plus the
+// store's timeout.
 func TestWatchGivesUpMany(t *testing.T) {
-	const timeout = 200 * time.Millisecond
-	s, mr, c := newMiniStore(t, redisstore.WithTimeout(timeout))
+	const timeout, interval = 200 * time.Millisecond, 200 * time.Millisecond
+	s, mr, c := newMiniStore(t, redisstore.WithTimeout(timeout), redisstore.WithHealthInterval(interval))
 	ctx := t.Context()
 	var chans []<-chan store.State
 	for _, id := range []string{"doc-0", "doc-1"} {
-		require.NoError(t, s.Put(ctx, newState(id), 0))
+		require.NoError(t, s.Put(ctx, write(newState(id))))
 		chans = append(chans, watchAll(t, s, id, 3)...)
 	}
 	mr.Close()
@@ -487,7 +490,7 @@ func TestWatchGivesUpMany(t *testing.T) {
 	for _, ch := range chans {
 		requireClosed(t, ch)
 	}
-	require.Less(t, time.Since(start), timeout+2*time.Second)
+	require.Less(t, time.Since(start), interval+timeout+time.Second)
 	require.Eventually(t, func() bool { return c.PoolStats().PubSubStats.Active == 0 }, guard, 5*time.Millisecond)
 }
 
@@ -499,7 +502,7 @@ func TestWatchSlowWatcherHoldsNoOne(t *testing.T) {
 	s, _, _ := newMiniStore(t)
 	ctx := t.Context()
 	st := newState("doc-1")
-	require.NoError(t, s.Put(ctx, st, 0))
+	require.NoError(t, s.Put(ctx, write(st)))
 	slow, err := s.Watch(ctx, "doc-1")
 	require.NoError(t, err)
 	fast, err := s.Watch(ctx, "doc-1")
@@ -515,7 +518,7 @@ func TestWatchSlowWatcherHoldsNoOne(t *testing.T) {
 					s.Status = store.StatusSuccess
 				}
 			})
-			if err := s.Put(context.Background(), cur, 0); err != nil {
+			if err := s.Put(context.Background(), write(cur)); err != nil {
 				done <- err
 				return
 			}
@@ -537,9 +540,9 @@ func TestWatchSlowWatcherHoldsNoOne(t *testing.T) {
 // TestWatchExpiryMany lets a task watched three times expire: every watch
 // ends.
 func TestWatchExpiryMany(t *testing.T) {
-	s, mr, _ := newMiniStore(t)
+	s, mr, _ := newMiniStore(t, redisstore.WithHealthInterval(50*time.Millisecond))
 	ctx := t.Context()
-	require.NoError(t, s.Put(ctx, newState("doc-1"), 50*time.Millisecond))
+	require.NoError(t, put(ctx, s, newState("doc-1"), 50*time.Millisecond))
 	chans := watchAll(t, s, "doc-1", 3)
 	mr.FastForward(time.Second)
 	for _, ch := range chans {
@@ -558,7 +561,7 @@ func TestWatchChurn(t *testing.T) {
 	ids := make([]string, tasks)
 	for i := range ids {
 		ids[i] = fmt.Sprintf("doc-%d", i)
-		require.NoError(t, s.Put(ctx, newState(ids[i]), 0))
+		require.NoError(t, s.Put(ctx, write(newState(ids[i]))))
 	}
 
 	var wg sync.WaitGroup
@@ -588,7 +591,7 @@ func TestWatchChurn(t *testing.T) {
 						s.Status = store.StatusSuccess
 					}
 				})
-				if err := s.Put(ctx, st, 0); err != nil {
+				if err := s.Put(ctx, write(st)); err != nil {
 					t.Error(err)
 					return
 				}

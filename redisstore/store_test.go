@@ -1,7 +1,10 @@
 package redisstore_test
 
 import (
+	"context"
 	"encoding/json"
+	"fmt"
+	"math/rand/v2"
 	"strings"
 	"testing"
 	"time"
@@ -26,10 +29,24 @@ func newMiniStore(t *testing.T, opts ...redisstore.Option) (*redisstore.Store, *
 	return s, mr, c
 }
 
-// newState returns a pending task at version 1.
+// newState returns a pending task at version 1, of incarnation "inc-1".
 func newState(id string) store.State {
 	at := time.Date(2025, 11, 12, 10, 0, 0, 123456789, time.UTC)
-	return store.State{ID: id, Status: store.StatusPending, CreatedAt: at, UpdatedAt: at, Attempt: 1, Version: 1}
+	return store.State{ID: id, Incarnation: "inc-1", Status: store.StatusPending, CreatedAt: at, UpdatedAt: at, Attempt: 1, Version: 1}
+}
+
+// write returns the write of st computed from the version before it, with
+// a write id of its own and no time to live.
+func write(st store.State) store.Write {
+	return store.Write{State: st, Prev: st.Version - 1, ID: fmt.Sprintf("w-%016x", rand.Uint64())}
+}
+
+// put writes st, computed from the version before it, with time to live
+// ttl.
+func put(ctx context.Context, s *redisstore.Store, st store.State, ttl time.Duration) error {
+	w := write(st)
+	w.TTL = ttl
+	return s.Put(ctx, w)
 }
 
 // next returns the state after st, changed by edit if it is not nil.
@@ -52,6 +69,9 @@ func TestNewRejectsInvalidOptions(t *testing.T) {
 		redisstore.WithPrefix("app{"),
 		redisstore.WithTimeout(0),
 		redisstore.WithTimeout(-time.Second),
+		redisstore.WithHealthInterval(0),
+		redisstore.WithHealthInterval(-time.Second),
+		redisstore.WithLogger(nil),
 	} {
 		_, err := redisstore.New(c, opt)
 		require.Error(t, err)
@@ -69,20 +89,24 @@ func TestStoredForm(t *testing.T) {
 	st := newState("doc-123")
 	st.CreatedAt = st.CreatedAt.In(berlin)
 	st.Steps = []store.Step{{Name: "embed", Status: store.StepRunning, StartedAt: st.CreatedAt}}
-	require.NoError(t, s.Put(ctx, st, time.Hour))
+	w := store.Write{State: st, TTL: time.Hour, ID: "w1"}
+	require.NoError(t, s.Put(ctx, w))
 
 	const key = "taskstatus:{doc-123}"
 	require.Equal(t, []string{key}, mr.Keys(), "the task's only key")
 	fields, err := mr.HKeys(key)
 	require.NoError(t, err)
-	assert.ElementsMatch(t, []string{"version", "state", "put_id"}, fields)
+	assert.ElementsMatch(t, []string{"version", "inc", "state", "writes", "announced"}, fields)
 	assert.Equal(t, "1", mr.HGet(key, "version"))
-	assert.NotEmpty(t, mr.HGet(key, "put_id"))
+	assert.Equal(t, "inc-1", mr.HGet(key, "inc"))
+	assert.Equal(t, "w1", mr.HGet(key, "writes"))
+	assert.Equal(t, "1", mr.HGet(key, "announced"))
 	assert.InDelta(t, time.Hour, mr.TTL(key), float64(time.Second))
 
 	var doc map[string]any
 	require.NoError(t, json.Unmarshal([]byte(mr.HGet(key, "state")), &doc))
 	assert.Equal(t, "doc-123", doc["id"])
+	assert.Equal(t, "inc-1", doc["incarnation"])
 	assert.Equal(t, "pending", doc["status"])
 	assert.Equal(t, "2025-11-12T10:00:00.123456789Z", doc["created_at"], "times are stored in UTC with nanoseconds")
 	assert.Equal(t, "2025-11-12T10:00:00.123456789Z", doc["steps"].([]any)[0].(map[string]any)["started_at"])
@@ -94,8 +118,54 @@ func TestStoredForm(t *testing.T) {
 	assert.Equal(t, berlin, st.CreatedAt.Location(), "Put must not change the caller's state")
 	assert.True(t, st.CreatedAt.Equal(got.CreatedAt))
 
-	require.NoError(t, s.Put(ctx, next(st, nil), 0))
+	// The writes field keeps the last store.MinWriteIDs write ids, newest
+	// first; an id that is not plain printable ASCII is kept in hex. A
+	// quiet write does not change the announced version.
+	for i := 2; i <= 10; i++ {
+		st = next(st, nil)
+		w = store.Write{State: st, Prev: st.Version - 1, ID: fmt.Sprintf("w%d", i), Quiet: i == 10}
+		if i == 9 {
+			w.ID = "id with spaces"
+		}
+		require.NoError(t, s.Put(ctx, w))
+	}
+	assert.Equal(t, "w10 ~6964207769746820737061636573 w8 w7 w6 w5 w4 w3", mr.HGet(key, "writes"))
+	assert.Equal(t, "10", mr.HGet(key, "version"))
+	assert.Equal(t, "9", mr.HGet(key, "announced"), "a quiet write is not announced")
 	assert.Zero(t, mr.TTL(key), "a write with ttl 0 clears the time to live")
+}
+
+// TestEarlierReleaseHash reads and writes a task as the previous release
+// stored it: no incarnation (it reads as ""), no write ids, no announced
+// version, and a put_id field, which a write removes.
+func TestEarlierReleaseHash(t *testing.T) {
+	s, mr, _ := newMiniStore(t)
+	ctx := t.Context()
+	st := newState("doc-1")
+	st.Incarnation = ""
+	b, err := json.Marshal(st)
+	require.NoError(t, err)
+	const key = "taskstatus:{doc-1}"
+	mr.HSet(key, "version", "1", "state", string(b), "put_id", "3kx9")
+
+	got, err := s.Get(ctx, "doc-1")
+	require.NoError(t, err)
+	require.True(t, st.Equal(got), "got %+v", got)
+	ch, err := s.Watch(ctx, "doc-1")
+	require.NoError(t, err)
+	_, ok := receive(t, ch)
+	require.True(t, ok)
+
+	other := next(st, func(s *store.State) { s.Incarnation = "inc-2" })
+	require.ErrorIs(t, s.Put(ctx, write(other)), store.ErrConflict, "the stored incarnation is \"\"")
+	st = next(st, func(s *store.State) { s.Status = store.StatusSuccess })
+	require.NoError(t, s.Put(ctx, write(st)))
+	fields, err := mr.HKeys(key)
+	require.NoError(t, err)
+	assert.ElementsMatch(t, []string{"version", "inc", "state", "writes", "announced"}, fields)
+	got, ok = receive(t, ch)
+	require.True(t, ok)
+	require.True(t, st.Equal(got), "the watch goes on: got %+v", got)
 }
 
 func TestPutRefusesInvalidStates(t *testing.T) {
@@ -111,7 +181,7 @@ func TestPutRefusesInvalidStates(t *testing.T) {
 	} {
 		st := newState("doc-1")
 		tc.edit(&st)
-		err := s.Put(t.Context(), st, 0)
+		err := s.Put(t.Context(), write(st))
 		require.Error(t, err, tc.name)
 		require.NotErrorIs(t, err, store.ErrConflict, tc.name)
 	}
@@ -127,6 +197,7 @@ func TestCorrupt(t *testing.T) {
 		require.NoError(t, err)
 		var m map[string]any
 		require.NoError(t, json.Unmarshal(b, &m))
+		delete(m, "incarnation") // as the hashes below have no inc field
 		if edit != nil {
 			edit(m)
 		}
@@ -146,6 +217,8 @@ func TestCorrupt(t *testing.T) {
 		{"only unknown fields", []string{"garbage", "x"}, true},
 		{"version not a number", []string{"version", "one", "state", valid(nil)}, true},
 		{"version field disagrees", []string{"version", "2", "state", valid(nil)}, false},
+		{"inc field disagrees", []string{"version", "1", "inc", "inc-9", "state", valid(nil)}, false},
+		{"announced beyond version", []string{"version", "1", "announced", "2", "state", valid(nil)}, false},
 		{"state of another task", []string{"version", "1", "state", valid(func(m map[string]any) { m["id"] = "doc-2" })}, false},
 		{"undefined status", []string{"version", "1", "state", valid(func(m map[string]any) { m["status"] = "paused" })}, false},
 		{"missing status", []string{"version", "1", "state", valid(func(m map[string]any) { delete(m, "status") })}, false},
@@ -170,10 +243,10 @@ func TestCorrupt(t *testing.T) {
 			_, err = s.Watch(ctx, "doc-1")
 			require.ErrorIs(t, err, store.ErrCorrupt, "Watch")
 			if tc.putErr {
-				require.ErrorIs(t, s.Put(ctx, next(newState("doc-1"), nil), 0), store.ErrCorrupt, "Put")
+				require.ErrorIs(t, s.Put(ctx, write(next(newState("doc-1"), nil))), store.ErrCorrupt, "Put")
 			}
 			require.NoError(t, s.Delete(ctx, "doc-1"), "a corrupt task can be deleted")
-			require.NoError(t, s.Put(ctx, newState("doc-1"), 0), "and created again")
+			require.NoError(t, s.Put(ctx, write(newState("doc-1"))), "and created again")
 		})
 	}
 }
@@ -186,12 +259,12 @@ func TestUnknownFieldsIgnored(t *testing.T) {
 	b, err := json.Marshal(st)
 	require.NoError(t, err)
 	future := strings.Replace(string(b), `{`, `{"priority":{"level":3},"tags":["a"],`, 1)
-	mr.HSet("taskstatus:{doc-1}", "version", "1", "state", future, "schema", "2")
+	mr.HSet("taskstatus:{doc-1}", "version", "1", "inc", "inc-1", "state", future, "schema", "2")
 
 	got, err := s.Get(t.Context(), "doc-1")
 	require.NoError(t, err)
 	assert.True(t, st.Equal(got), "got %+v", got)
-	require.NoError(t, s.Put(t.Context(), next(st, nil), 0), "a task with unknown fields can be written")
+	require.NoError(t, s.Put(t.Context(), write(next(st, nil))), "a task with unknown fields can be written")
 }
 
 // TestLoading checks that a server that is loading its data is reported
@@ -200,13 +273,13 @@ func TestLoading(t *testing.T) {
 	s, mr, _ := newMiniStore(t)
 	ctx := t.Context()
 	st := newState("doc-1")
-	require.NoError(t, s.Put(ctx, st, 0))
+	require.NoError(t, s.Put(ctx, write(st)))
 
 	mr.SetError("LOADING Redis is loading the dataset in memory")
 	_, err := s.Get(ctx, "doc-1")
 	require.ErrorIs(t, err, store.ErrUnavailable, "Get")
 	require.NotErrorIs(t, err, store.ErrNotFound, "Get")
-	require.ErrorIs(t, s.Put(ctx, next(st, nil), 0), store.ErrUnavailable, "Put")
+	require.ErrorIs(t, s.Put(ctx, write(next(st, nil))), store.ErrUnavailable, "Put")
 	require.ErrorIs(t, s.Delete(ctx, "doc-1"), store.ErrUnavailable, "Delete")
 	_, err = s.Watch(ctx, "doc-1")
 	require.ErrorIs(t, err, store.ErrUnavailable, "Watch")
@@ -224,12 +297,12 @@ func TestServerDown(t *testing.T) {
 	s, mr, _ := newMiniStore(t, redisstore.WithTimeout(timeout))
 	ctx := t.Context()
 	st := newState("doc-1")
-	require.NoError(t, s.Put(ctx, st, 0))
+	require.NoError(t, s.Put(ctx, write(st)))
 
 	mr.Close()
 	for name, call := range map[string]func() error{
 		"Get":    func() error { _, err := s.Get(ctx, "doc-1"); return err },
-		"Put":    func() error { return s.Put(ctx, next(st, nil), 0) },
+		"Put":    func() error { return s.Put(ctx, write(next(st, nil))) },
 		"Delete": func() error { return s.Delete(ctx, "doc-1") },
 		"Watch":  func() error { _, err := s.Watch(ctx, "doc-1"); return err },
 	} {
@@ -241,7 +314,7 @@ func TestServerDown(t *testing.T) {
 
 	require.NoError(t, mr.Restart())
 	st = next(st, func(s *store.State) { s.Status = store.StatusRunning })
-	require.NoError(t, s.Put(ctx, st, 0), "a write after the server is back")
+	require.NoError(t, s.Put(ctx, write(st)), "a write after the server is back")
 	got, err := s.Get(ctx, "doc-1")
 	require.NoError(t, err)
 	require.True(t, st.Equal(got))

@@ -17,9 +17,10 @@ import (
 	"github.com/taskstatus/taskstatus/tracker"
 )
 
-// TestTrackerOutage stops Redis under a running job: each tracker call
-// returns within its timeout with store.ErrUnavailable and is reported,
-// the job goes on, and once Redis is back the task can be finished.
+// TestTrackerOutage stops Redis under a running job: the job's first
+// change returns within the tracker's timeout with store.ErrUnavailable
+// and is reported, the next ones return at once, the job goes on, and
+// once Redis is back the changes kept meanwhile are written, in order.
 func TestTrackerOutage(t *testing.T) {
 	const timeout = 250 * time.Millisecond
 	s, mr, _ := newMiniStore(t, redisstore.WithTimeout(timeout))
@@ -29,33 +30,36 @@ func TestTrackerOutage(t *testing.T) {
 	require.NoError(t, err)
 	ctx := t.Context()
 	steps := []string{"parse", "embed", "index"}
-	require.NoError(t, tr.Create(ctx, "doc-1", steps...))
-	require.NoError(t, tr.Start(ctx, "doc-1"))
+	require.NoError(t, tr.Apply(ctx, "doc-1", tracker.Create(steps...)))
+	run, err := tr.Start(ctx, "doc-1")
+	require.NoError(t, err)
 
 	mr.Close()
 	worked := 0
 	for _, step := range steps {
-		for _, call := range []func() error{
-			func() error { return tr.StartStep(ctx, "doc-1", step) },
-			func() error { return tr.SucceedStep(ctx, "doc-1", step) },
-		} {
+		for _, change := range []tracker.Change{tracker.StartStep(step), tracker.SucceedStep(step)} {
 			start := time.Now()
-			err := call()
+			err := run.Apply(ctx, change)
 			require.ErrorIs(t, err, store.ErrUnavailable)
 			require.Less(t, time.Since(start), timeout+2*time.Second, "a call must give up within its timeout")
 		}
 		worked++ // the step's work does not depend on its tracking
 	}
 	require.Equal(t, len(steps), worked)
-	require.Equal(t, int64(2*len(steps)), reported.Load(), "every failed call is reported")
+	require.Positive(t, reported.Load(), "the outage is reported")
 	_, err = tr.Get(ctx, "doc-1")
 	require.ErrorIs(t, err, store.ErrUnavailable, "a read during the outage says so, never 'not found'")
 
 	require.NoError(t, mr.Restart())
-	require.NoError(t, tr.Succeed(ctx, "doc-1"), "after the outage the next call re-reads and succeeds")
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	require.NoError(t, tr.Close(cctx), "the changes kept during the outage are written once Redis is back")
 	st, err := tr.Get(ctx, "doc-1")
 	require.NoError(t, err)
-	require.Equal(t, store.StatusSuccess, st.Status)
+	require.Equal(t, store.StatusRunning, st.Status)
+	for _, sp := range st.Steps {
+		require.Equal(t, store.StepSuccess, sp.Status, "step %s", sp.Name)
+	}
 }
 
 // TestTrackersShareATask has two Trackers, each with a client of its own
@@ -76,19 +80,20 @@ func TestTrackersShareATask(t *testing.T) {
 		require.NoError(t, err)
 	}
 	ctx := t.Context()
-	require.NoError(t, trackers[0].Create(ctx, "doc-1"))
-	require.NoError(t, trackers[1].Start(ctx, "doc-1"))
+	require.NoError(t, trackers[0].Apply(ctx, "doc-1", tracker.Create()))
+	_, err := trackers[1].Start(ctx, "doc-1")
+	require.NoError(t, err)
 
 	var wg sync.WaitGroup
 	for i, tr := range trackers {
 		wg.Go(func() {
 			for j := range stepsEach {
 				step := fmt.Sprintf("step-%d-%02d", i, j)
-				if err := tr.StartStep(ctx, "doc-1", step); err != nil {
+				if err := tr.Apply(ctx, "doc-1", tracker.StartStep(step)); err != nil {
 					t.Error(err)
 					return
 				}
-				if err := tr.SucceedStep(ctx, "doc-1", step); err != nil {
+				if err := tr.Apply(ctx, "doc-1", tracker.SucceedStep(step)); err != nil {
 					t.Error(err)
 					return
 				}
@@ -110,24 +115,26 @@ func TestTrackersShareATask(t *testing.T) {
 // script in one round trip once the tracker knows the task.
 func TestTrackerOneRoundTripPerTransition(t *testing.T) {
 	s, _, c := newMiniStore(t)
-	tr, err := tracker.New(s)
+	tr, err := tracker.New(s, tracker.WithLease(time.Minute))
 	require.NoError(t, err)
 	ctx := t.Context()
-	require.NoError(t, tr.Create(ctx, "warm-up")) // loads the script
+	require.NoError(t, tr.Apply(ctx, "warm-up", tracker.Create())) // loads the script
 	log := &commandLog{}
 	c.AddHook(log)
 
+	var run *tracker.Run
 	for _, tc := range []struct {
 		name string
 		call func() error
 	}{
-		{"Create", func() error { return tr.Create(ctx, "doc-1", "parse", "embed") }},
-		{"Start", func() error { return tr.Start(ctx, "doc-1") }},
-		{"StartStep", func() error { return tr.StartStep(ctx, "doc-1", "parse") }},
-		{"SetProgress", func() error { return tr.SetProgress(ctx, "doc-1", store.Progress{Done: 1, Total: 2}) }},
-		{"SucceedStep", func() error { return tr.SucceedStep(ctx, "doc-1", "parse") }},
-		{"SetResult", func() error { return tr.SetResult(ctx, "doc-1", map[string]any{"entities_extracted": 42}) }},
-		{"Succeed", func() error { return tr.Succeed(ctx, "doc-1") }},
+		{"Create", func() error { return tr.Apply(ctx, "doc-1", tracker.Create("parse", "embed")) }},
+		{"Start", func() (err error) { run, err = tr.Start(ctx, "doc-1"); return err }},
+		{"StartStep", func() error { return run.Apply(ctx, tracker.StartStep("parse")) }},
+		{"SetProgress", func() error { return run.Apply(ctx, tracker.SetProgress(store.Progress{Done: 1, Total: 2})) }},
+		{"Heartbeat", func() error { return run.Apply(ctx, tracker.Heartbeat()) }},
+		{"SucceedStep", func() error { return run.Apply(ctx, tracker.SucceedStep("parse")) }},
+		{"SetResult", func() error { return run.Apply(ctx, tracker.SetResult(map[string]any{"entities_extracted": 42})) }},
+		{"Succeed", func() error { return run.Apply(ctx, tracker.Succeed()) }},
 	} {
 		require.NoError(t, tc.call(), tc.name)
 		cmds, trips := log.take()

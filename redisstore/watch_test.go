@@ -42,7 +42,7 @@ func TestWatchReconnect(t *testing.T) {
 	s, mr, _ := newMiniStore(t, redisstore.WithTimeout(5*time.Second))
 	ctx := t.Context()
 	st := newState("doc-1")
-	require.NoError(t, s.Put(ctx, st, 0))
+	require.NoError(t, s.Put(ctx, write(st)))
 	ch, err := s.Watch(ctx, "doc-1")
 	require.NoError(t, err)
 	got, ok := receive(t, ch)
@@ -52,13 +52,13 @@ func TestWatchReconnect(t *testing.T) {
 	mr.Close()
 	require.NoError(t, mr.Restart())
 	st = next(st, func(s *store.State) { s.Status = store.StatusRunning })
-	require.NoError(t, s.Put(ctx, st, 0))
+	require.NoError(t, s.Put(ctx, write(st)))
 	got, ok = receive(t, ch)
 	require.True(t, ok, "the watcher must survive a restart of the server")
 	require.Equal(t, int64(2), got.Version, "the state written after the restart")
 
 	st = next(st, func(s *store.State) { s.Status = store.StatusSuccess })
-	require.NoError(t, s.Put(ctx, st, 0))
+	require.NoError(t, s.Put(ctx, write(st)))
 	got, ok = receive(t, ch)
 	require.True(t, ok)
 	require.Equal(t, store.StatusSuccess, got.Status)
@@ -67,11 +67,13 @@ func TestWatchReconnect(t *testing.T) {
 }
 
 // TestWatchGivesUp stops the server for good: the watcher closes its
-// channel once it has failed to reconnect for the store's timeout.
+// channel once it has been unable to read the task for the health
+// interval plus the store's timeout.
 func TestWatchGivesUp(t *testing.T) {
-	s, mr, _ := newMiniStore(t, redisstore.WithTimeout(200*time.Millisecond))
+	s, mr, _ := newMiniStore(t, redisstore.WithTimeout(200*time.Millisecond),
+		redisstore.WithHealthInterval(100*time.Millisecond))
 	ctx := t.Context()
-	require.NoError(t, s.Put(ctx, newState("doc-1"), 0))
+	require.NoError(t, s.Put(ctx, write(newState("doc-1"))))
 	ch, err := s.Watch(ctx, "doc-1")
 	require.NoError(t, err)
 	_, ok := receive(t, ch)
@@ -84,12 +86,12 @@ func TestWatchGivesUp(t *testing.T) {
 }
 
 // TestWatchExpiry lets a watched task expire: the watcher, which gets no
-// notification for an expiry, re-reads the task when its time to live
-// ends and closes the channel.
+// notification for an expiry, finds the task gone at the next check and
+// closes the channel.
 func TestWatchExpiry(t *testing.T) {
-	s, mr, _ := newMiniStore(t)
+	s, mr, _ := newMiniStore(t, redisstore.WithHealthInterval(50*time.Millisecond))
 	ctx := t.Context()
-	require.NoError(t, s.Put(ctx, newState("doc-1"), 50*time.Millisecond))
+	require.NoError(t, put(ctx, s, newState("doc-1"), 50*time.Millisecond))
 	ch, err := s.Watch(ctx, "doc-1")
 	require.NoError(t, err)
 	_, ok := receive(t, ch)
@@ -105,8 +107,8 @@ func TestWatchReplaced(t *testing.T) {
 	s, mr, _ := newMiniStore(t)
 	ctx := t.Context()
 	st := newState("doc-1")
-	require.NoError(t, s.Put(ctx, st, time.Hour))
-	require.NoError(t, s.Put(ctx, next(st, nil), time.Hour))
+	require.NoError(t, put(ctx, s, st, time.Hour))
+	require.NoError(t, put(ctx, s, next(st, nil), time.Hour))
 	ch, err := s.Watch(ctx, "doc-1")
 	require.NoError(t, err)
 	got, ok := receive(t, ch)
@@ -114,7 +116,7 @@ func TestWatchReplaced(t *testing.T) {
 	require.Equal(t, int64(2), got.Version)
 
 	mr.FastForward(2 * time.Hour)
-	require.NoError(t, s.Put(ctx, st, 0))
+	require.NoError(t, s.Put(ctx, write(st)))
 	_, ok = receive(t, ch)
 	require.False(t, ok, "the watch of the old task must end")
 }
@@ -125,7 +127,7 @@ func TestWatchSlowReader(t *testing.T) {
 	s, _, _ := newMiniStore(t)
 	ctx := t.Context()
 	st := newState("doc-1")
-	require.NoError(t, s.Put(ctx, st, 0))
+	require.NoError(t, s.Put(ctx, write(st)))
 	ch, err := s.Watch(ctx, "doc-1")
 	require.NoError(t, err)
 
@@ -136,7 +138,7 @@ func TestWatchSlowReader(t *testing.T) {
 				s.Status = store.StatusSuccess
 			}
 		})
-		require.NoError(t, s.Put(ctx, st, 0))
+		require.NoError(t, s.Put(ctx, write(st)))
 	}
 	var prev int64
 	for {

@@ -16,6 +16,12 @@ var (
 	// longer the stored one: another writer got there first.
 	ErrConflict = errors.New("task version conflict")
 
+	// ErrStale means a change was made through an attempt of a task that
+	// is no longer its current one: the task was retried, or created
+	// anew, since. It is refused, and the work of that attempt should
+	// stop recording.
+	ErrStale = errors.New("task attempt is stale")
+
 	// ErrTerminal means a change was asked of a task or step that has
 	// already ended; it stays as it was.
 	ErrTerminal = errors.New("task or step has ended")

@@ -10,34 +10,89 @@
 // twice ([store.ErrExists]). The state is kept in a [store.Store]: memory
 // for one process, Redis for many.
 //
-// # Atomic transitions, one round trip
+// # Changes, by id and by attempt
 //
-// Each call is one transition, applied to the task's latest state and
-// written with the store's compare-and-set on the version. The Tracker
-// keeps the latest state of the tasks it is writing, so a transition is a
-// single store write; a write that loses a race with another process (the
-// store reports [store.ErrConflict]) re-reads the task and applies the
-// transition again, so no update is lost. Calls for the same task from one
-// Tracker are serialized; calls for different tasks run in parallel.
+// Every change is a [Change], made with a function of this package and
+// applied in one of two ways:
 //
-// [Tracker.Apply] makes several changes ([Change]) in one write: a step's
-// end and the next step's start, or a failed step and the task's failure.
-// Readers see them together or not at all, and the store is written once.
+//   - by id, with [Tracker.Apply], to the task as it is now: to create it
+//     ([Create]), start a new attempt ([Retry]) or cancel it ([Cancel]),
+//     from a request handler or any process;
+//   - through a [Run], the handle of one attempt that [Tracker.Start]
+//     returns, for the changes the attempt's work makes: its steps
+//     ([StartStep], [SucceedStep], ...), progress, results and end.
 //
-// # Tracking never breaks the work
+// Several changes applied together are one atomic write: a step's end and
+// the next step's start, or a failed step and the task's failure. Readers
+// see them together or not at all.
 //
-// Every call is bounded by a timeout (see [WithTimeout]), never panics on
-// store failure, and reports each error to the error handler (slog by
-// default, see [WithErrorHandler]) as well as returning it, so the work can
-// go on while the failure is logged. A call that fails because the store
-// is down or slow returns an error wrapping [store.ErrUnavailable]; whether
-// its write took effect is then unknown, and the next call re-reads.
+//	err := tr.Apply(ctx, id, tracker.Create("embed", "index"), tracker.SetResult(fields))
+//	run, err := tr.Start(ctx, id, tracker.StartStep("embed"))
+//	err = run.Apply(ctx, tracker.SucceedStep("embed"), tracker.StartStep("index"))
+//	err = run.Apply(ctx, tracker.SucceedStep("index"), tracker.Succeed())
+//
+// # One round trip, no lost update
+//
+// Each write is a compare-and-set of the task's version and incarnation
+// (see [store.Write]). A Run keeps the state it recorded, and the Tracker
+// the states it wrote by id, so a write is one store round trip; if
+// another writer got there first, the task is read and the changes applied
+// to it again, so no update is lost.
+//
+// # Attempts
+//
+// A Run's changes apply only to its attempt. Once the task is retried, or
+// created anew under the same id, they are refused with [store.ErrStale]:
+// the work of an old attempt, if it is still going (a slow worker whose
+// lease ended), cannot write into the next one. With [WithLease], a task
+// whose work stops renewing its lease is abandoned
+// ([store.State.Abandoned]) and can be retried at once; [Tracker.Rescue]
+// fails abandoned tasks in the background, so that none stays running
+// until it expires.
+//
+// # Cancel from anywhere, and hear of every end
+//
+// [RequestCancel] asks for the cancellation of a task from any process,
+// by id; the work of its attempt learns of it through [Run.WatchCancel],
+// which follows the task through the store's watch, stops, and records the
+// task canceled. [WithOnEnd] hears of each task that a Tracker's write
+// ended; given to the Tracker of every process, it hears of every end.
+//
+// # Tracking never breaks the work, and never lies
+//
+// Every call is bounded by a timeout (see [WithTimeout]), never panics on a
+// store failure, and tells its errors to the error handler (slog by
+// default, see [WithErrorHandler]) as well as returning them, so the work
+// can go on while the failure is logged.
+//
+// A change of a Run that the store did not take (it did not answer, or its
+// reply was lost) is not lost: the Run keeps it, with the changes made
+// after it, and the Tracker writes them in the background once the store
+// answers again, reading the task and applying them again if need be;
+// while they wait, later changes of the Run wait behind them without
+// waiting for the store. A write resent after a lost reply is recognised
+// by the store as applied, so nothing is applied twice. If the store comes
+// back without the task (a Redis restarted without persistence), the Run
+// writes it again from what it recorded. The recorded state thus converges
+// to what the work did.
+//
+// The changes that wait are bounded: at most 10,000 Runs keep changes at
+// once (beyond, those of the Run that has waited longest are dropped), for
+// at most the tasks' time to live ([WithTTL]); dropped changes are told to
+// the error handler. [Tracker.Close] writes what waits before a service
+// exits, until its context is done. What waits is in memory: if the
+// process dies during the outage too, it is lost, and the task shows
+// abandoned once its lease ends (and is rescued).
+//
+// Changes applied by id are not kept: their caller, a request handler for
+// instance, learns of the failure ([store.ErrUnavailable]) and answers its
+// own caller, who may try again.
 //
 // # Correlation ids
 //
 // [ContextWithCorrelationID] puts a request's correlation id in a context;
-// [Tracker.Create] records it, and so does any later call if the task has
-// none yet. Keep it for background work with [context.WithoutCancel].
+// [Create] records it, and so does any later write if the task has none
+// yet. Keep it for background work with [context.WithoutCancel].
 //
 // # Limits
 //

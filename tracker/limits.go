@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"reflect"
 	"unicode"
 	"unicode/utf8"
@@ -94,21 +95,26 @@ func ErrorType(err error) string {
 	return ""
 }
 
-// encodeFields encodes each value of fields as JSON into dst (a copy of
-// the current map, made here) and checks the total size. A value that
-// cannot be encoded is an error.
-func encodeFields(cur map[string]json.RawMessage, fields map[string]any) (map[string]json.RawMessage, error) {
-	next := make(map[string]json.RawMessage, len(cur)+len(fields))
-	for k, v := range cur {
-		next[k] = v
-	}
+// encodeFields encodes each value of fields as JSON. A value that cannot
+// be encoded is an error, as are fields too large to keep.
+func encodeFields(fields map[string]any) (map[string]json.RawMessage, error) {
+	encoded := make(map[string]json.RawMessage, len(fields))
 	for k, v := range fields {
 		b, err := json.Marshal(v)
 		if err != nil {
 			return nil, fmt.Errorf("%w: result field %q: %w", store.ErrInvalidInput, k, err)
 		}
-		next[k] = b
+		encoded[k] = b
 	}
+	return mergeFields(nil, encoded)
+}
+
+// mergeFields returns a new map of the fields of cur and add, add winning,
+// or an error if their encoded size exceeds MaxFieldsSize.
+func mergeFields(cur, add map[string]json.RawMessage) (map[string]json.RawMessage, error) {
+	next := make(map[string]json.RawMessage, len(cur)+len(add))
+	maps.Copy(next, cur)
+	maps.Copy(next, add)
 	if n := fieldsSize(next); n > MaxFieldsSize {
 		return nil, fmt.Errorf("%w: result fields of %d bytes (%d allowed)", store.ErrTooLarge, n, MaxFieldsSize)
 	}

@@ -12,11 +12,9 @@ import (
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
-	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
 	"github.com/taskstatus/taskstatus/memstore"
-	"github.com/taskstatus/taskstatus/redisstore"
 	"github.com/taskstatus/taskstatus/store"
 	"github.com/taskstatus/taskstatus/tracker"
 )
@@ -32,9 +30,10 @@ var randomSeed = flag.Uint64("tracker.seed", 0, "seed of TestRandomTransitions; 
 //   - each version follows from the one before by a legal transition: a
 //     terminal task changes only through Retry, a terminal step never
 //     changes, steps are never dropped, times never run backwards;
-//   - every acknowledged call is one version, and every acknowledged step
-//     update, progress report and result field is in the history (and, in
-//     rounds without Retry, in the final state);
+//   - every acknowledged call is one version (but a cancel request made
+//     when one was made already, which writes nothing), and every
+//     acknowledged step update, progress report and result field is in
+//     the history (and, in rounds without Retry, in the final state);
 //   - every refused call returns a *tracker.Error wrapping a sentinel error
 //     its doc names, is reported to the error handler, and writes nothing;
 //   - a watcher sees strictly increasing versions, each as written.
@@ -57,13 +56,7 @@ func TestRandomTransitions(t *testing.T) {
 		}},
 		{"redisstore", 12, func(t *testing.T) func(*testing.T) store.Store {
 			mr := miniredis.RunT(t)
-			return func(t *testing.T) store.Store {
-				c := redis.NewClient(&redis.Options{Addr: mr.Addr(), DisableIdentity: true, ContextTimeoutEnabled: true})
-				t.Cleanup(func() { _ = c.Close() })
-				s, err := redisstore.New(c)
-				require.NoError(t, err)
-				return s
-			}
+			return func(t *testing.T) store.Store { return redisStore(t, mr.Addr(), "") }
 		}},
 	} {
 		t.Run(b.name, func(t *testing.T) {
@@ -126,10 +119,11 @@ type recorder struct {
 	h *history
 }
 
-func (r recorder) Put(ctx context.Context, st store.State, ttl time.Duration) error {
-	if err := r.Store.Put(ctx, st, ttl); err != nil {
+func (r recorder) Put(ctx context.Context, w store.Write) error {
+	if err := r.Store.Put(ctx, w); err != nil {
 		return err
 	}
+	st := w.State
 	r.h.mu.Lock()
 	defer r.h.mu.Unlock()
 	if old, ok := r.h.written[st.Version]; ok && !old.Equal(st) {
@@ -162,13 +156,15 @@ func runRandomRound(t *testing.T, open func(t *testing.T) store.Store, id string
 				reported[i]++
 			}))
 		require.NoError(t, err)
+		tr := trackers[i]
+		t.Cleanup(func() { require.NoError(t, tr.Close(context.Background())) })
 	}
 
 	// Every Tracker creates the task at once: one succeeds.
 	created := make([]error, workers)
 	var wg sync.WaitGroup
 	for i, tr := range trackers {
-		wg.Go(func() { created[i] = tr.Create(ctx, id, stepNames[:2]...) })
+		wg.Go(func() { created[i] = tr.Apply(ctx, id, tracker.Create(stepNames[:2]...)) })
 	}
 	wg.Wait()
 	wins := 0
@@ -242,7 +238,7 @@ func runRandomRound(t *testing.T, open func(t *testing.T) store.Store, id string
 		require.Equal(t, refused[i], reported[i], "tracker %d reports every refused call", i)
 	}
 	reportedMu.Unlock()
-	require.Equal(t, int64(1+len(all)), final.Version, "each acknowledged call is one version, and nothing else writes")
+	checkVersions(t, states, all)
 
 	for v := int64(2); v <= final.Version; v++ {
 		checkTransition(t, states[v-1], states[v])
@@ -263,61 +259,60 @@ func runRandomRound(t *testing.T, open func(t *testing.T) store.Store, id string
 // to be refused with. tag makes its recorded text unique.
 func randomCall(rng *rand.Rand, tr *tracker.Tracker, id, tag string, retries bool) (call, func(context.Context) error, []error) {
 	step := stepNames[rng.IntN(len(stepNames))]
+	other := stepNames[(slices.Index(stepNames, step)+1+rng.IntN(len(stepNames)-1))%len(stepNames)]
+	n := rng.IntN(100)
+	if !retries && n >= 92 {
+		n = 90 // a cancel instead of a retry
+	}
+	for _, c := range randomCalls(step, other, tag) {
+		if n < c.below {
+			return c.call, func(ctx context.Context) error { return c.do(ctx, tr, id) }, c.allowed
+		}
+	}
+	panic("unreachable")
+}
+
+// randomCallKind is a kind of call randomCall makes, with the odds of
+// below minus the previous kind's below, in 100.
+type randomCallKind struct {
+	below   int
+	call    call
+	do      func(ctx context.Context, tr *tracker.Tracker, id string) error
+	allowed []error
+}
+
+// randomCalls returns the kinds of call of randomCall, on steps step and
+// other, recording tag.
+func randomCalls(step, other, tag string) []randomCallKind {
 	terminal, transition := store.ErrTerminal, store.ErrInvalidTransition
-	switch n := rng.IntN(100); {
-	case n < 5:
-		plan := slices.Clone(stepNames[:1+rng.IntN(len(stepNames))])
-		return call{kind: "start"}, func(ctx context.Context) error { return tr.Start(ctx, id, plan...) }, []error{terminal, transition}
-	case n < 20:
-		return call{kind: "start step", step: step}, func(ctx context.Context) error { return tr.StartStep(ctx, id, step) }, []error{terminal, transition}
-	case n < 27:
-		return call{kind: "retry step", step: step, text: tag}, func(ctx context.Context) error {
-			return tr.RetryStep(ctx, id, step, errors.New(tag))
-		}, []error{terminal, transition}
-	case n < 40:
-		return call{kind: "succeed step", step: step}, func(ctx context.Context) error { return tr.SucceedStep(ctx, id, step) }, []error{terminal}
-	case n < 46:
-		return call{kind: "fail step", step: step, text: tag}, func(ctx context.Context) error {
-			return tr.FailStep(ctx, id, step, errors.New(tag))
-		}, []error{terminal}
-	case n < 50:
-		return call{kind: "skip step", step: step}, func(ctx context.Context) error { return tr.SkipStep(ctx, id, step) }, []error{terminal}
-	case n < 60:
-		return call{kind: "set progress", text: tag}, func(ctx context.Context) error {
-			return tr.SetProgress(ctx, id, store.Progress{Done: 1, Total: 2, Message: tag})
-		}, []error{terminal}
-	case n < 62:
-		return call{kind: "set progress"}, func(ctx context.Context) error {
-			return tr.SetProgress(ctx, id, store.Progress{Done: 3, Total: 2})
-		}, []error{store.ErrInvalidInput}
-	case n < 70:
-		return call{kind: "set result", text: tag}, func(ctx context.Context) error {
-			return tr.SetResult(ctx, id, map[string]any{tag[:2]: tag})
-		}, []error{terminal}
-	case n < 73:
-		return call{kind: "heartbeat"}, func(ctx context.Context) error { return tr.Heartbeat(ctx, id) }, []error{terminal}
-	case n < 75:
-		return call{kind: "start step", step: ""}, func(ctx context.Context) error { return tr.StartStep(ctx, id, "") }, []error{terminal, store.ErrInvalidInput}
-	case n < 85:
-		// Two changes in one write, on different steps so that each
-		// shows in the history as it would alone.
-		other := stepNames[(slices.Index(stepNames, step)+1+rng.IntN(len(stepNames)-1))%len(stepNames)]
-		c := call{kind: "apply succeed step, start step", parts: []call{
-			{kind: "succeed step", step: step}, {kind: "start step", step: other},
-		}}
-		return c, func(ctx context.Context) error {
-			return tr.Apply(ctx, id, tracker.StepSucceeded(step), tracker.StepStarted(other))
-		}, []error{terminal, transition}
-	case n < 88:
-		return call{kind: "succeed"}, func(ctx context.Context) error { return tr.Succeed(ctx, id) }, []error{terminal, transition}
-	case n < 90:
-		return call{kind: "fail", text: tag}, func(ctx context.Context) error {
-			return tr.Fail(ctx, id, errors.New(tag), map[string]any{"tag": tag})
-		}, []error{terminal}
-	case n < 92 || !retries:
-		return call{kind: "cancel", text: tag}, func(ctx context.Context) error { return tr.Cancel(ctx, id, errors.New(tag)) }, []error{terminal}
-	default:
-		return call{kind: "retry"}, func(ctx context.Context) error { return tr.Retry(ctx, id) }, []error{transition}
+	apply := func(changes ...tracker.Change) func(context.Context, *tracker.Tracker, string) error {
+		return func(ctx context.Context, tr *tracker.Tracker, id string) error { return tr.Apply(ctx, id, changes...) }
+	}
+	start := func(ctx context.Context, tr *tracker.Tracker, id string) error {
+		_, err := tr.Start(ctx, id)
+		return err
+	}
+	return []randomCallKind{
+		{5, call{kind: "start"}, start, []error{terminal, transition}},
+		{20, call{kind: "start step", step: step}, apply(tracker.StartStep(step)), []error{terminal, transition}},
+		{27, call{kind: "retry step", step: step, text: tag}, apply(tracker.RetryStep(step, errors.New(tag))), []error{terminal, transition}},
+		{40, call{kind: "succeed step", step: step}, apply(tracker.SucceedStep(step)), []error{terminal}},
+		{46, call{kind: "fail step", step: step, text: tag}, apply(tracker.FailStep(step, errors.New(tag))), []error{terminal}},
+		{50, call{kind: "skip step", step: step}, apply(tracker.SkipStep(step)), []error{terminal}},
+		{60, call{kind: "set progress", text: tag}, apply(tracker.SetProgress(store.Progress{Done: 1, Total: 2, Message: tag})), []error{terminal}},
+		{62, call{kind: "set progress"}, apply(tracker.SetProgress(store.Progress{Done: 3, Total: 2})), []error{store.ErrInvalidInput}},
+		{70, call{kind: "set result", text: tag}, apply(tracker.SetResult(map[string]any{tag[:2]: tag})), []error{terminal}},
+		{73, call{kind: "heartbeat"}, apply(tracker.Heartbeat()), []error{terminal}},
+		{75, call{kind: "start step", step: ""}, apply(tracker.StartStep("")), []error{terminal, store.ErrInvalidInput}},
+		// Two changes in one write, on different steps so that each shows
+		// in the history as it would alone.
+		{85, call{kind: "apply succeed step, start step", parts: []call{{kind: "succeed step", step: step}, {kind: "start step", step: other}}},
+			apply(tracker.SucceedStep(step), tracker.StartStep(other)), []error{terminal, transition}},
+		{88, call{kind: "succeed"}, apply(tracker.Succeed()), []error{terminal, transition}},
+		{90, call{kind: "fail", text: tag}, apply(tracker.Fail(errors.New(tag), map[string]any{"tag": tag})), []error{terminal}},
+		{91, call{kind: "cancel", text: tag}, apply(tracker.Cancel(errors.New(tag))), []error{terminal}},
+		{92, call{kind: "request cancel", text: tag}, apply(tracker.RequestCancel(tag)), []error{terminal}},
+		{100, call{kind: "retry"}, apply(tracker.Retry()), []error{transition}},
 	}
 }
 
@@ -344,12 +339,11 @@ func checkRefusal(t *testing.T, err error, id string, c call, allowed []error) {
 // checkTransition fails t unless next can follow prev.
 func checkTransition(t *testing.T, prev, next store.State) {
 	t.Helper()
-	v := next.Version
 	fail := func(format string, args ...any) {
-		t.Fatalf("version %d -> %d: %s\nbefore %+v\nafter  %+v", v-1, v, fmt.Sprintf(format, args...), prev, next)
+		t.Fatalf("version %d -> %d: %s\nbefore %+v\nafter  %+v", next.Version-1, next.Version, fmt.Sprintf(format, args...), prev, next)
 	}
-	if next.ID != prev.ID || !next.CreatedAt.Equal(prev.CreatedAt) || next.CorrelationID != prev.CorrelationID {
-		fail("the id, creation time or correlation id changed")
+	if next.ID != prev.ID || next.Incarnation != prev.Incarnation || !next.CreatedAt.Equal(prev.CreatedAt) || next.CorrelationID != prev.CorrelationID {
+		fail("the id, incarnation, creation time or correlation id changed")
 	}
 	if next.UpdatedAt.Before(prev.UpdatedAt) {
 		fail("updated_at went back from %v to %v", prev.UpdatedAt, next.UpdatedAt)
@@ -360,89 +354,189 @@ func checkTransition(t *testing.T, prev, next store.State) {
 		}
 	}
 	if prev.Status.Terminal() {
-		// Only Retry changes an ended task: a new attempt from scratch.
-		want := store.State{ID: prev.ID, CorrelationID: prev.CorrelationID, Status: store.StatusPending,
-			CreatedAt: prev.CreatedAt, UpdatedAt: next.UpdatedAt, LeaseUntil: next.LeaseUntil,
-			Attempt: prev.Attempt + 1, Version: v}
-		for _, s := range prev.Steps {
-			want.Steps = append(want.Steps, store.Step{Name: s.Name, Status: store.StepPending})
-		}
-		if !want.Equal(next) {
+		if !next.Equal(retried(prev, next)) {
 			fail("an ended task changed other than by Retry")
 		}
 		return
 	}
-	if next.Attempt != prev.Attempt {
-		fail("the attempt changed without a Retry")
+	if msg := taskChange(prev, next); msg != "" {
+		fail("%s", msg)
 	}
+	if msg := stepsChange(prev, next); msg != "" {
+		fail("%s", msg)
+	}
+}
+
+// checkVersions fails t unless each acknowledged call of all is one
+// version of states, but a cancel request made when one was made already,
+// which writes nothing; and nothing else writes.
+func checkVersions(t *testing.T, states []store.State, all []call) {
+	t.Helper()
+	requests, requestWrites := 0, 0
+	for _, c := range all {
+		if c.kind == "request cancel" {
+			requests++
+		}
+	}
+	for v := 2; v < len(states); v++ {
+		if requested(states[v-1], states[v]) {
+			requestWrites++
+		}
+	}
+	require.Len(t, states, 2+len(all)-requests+requestWrites,
+		"each acknowledged call is one version, but cancel requests made already, and nothing else writes")
+	require.LessOrEqual(t, requestWrites, requests, "each cancel request written was acknowledged")
+	if requests > 0 {
+		require.Positive(t, requestWrites, "an acknowledged cancel request was written, or found one written")
+	}
+}
+
+// requested reports whether next records a cancel request that prev, of
+// the same attempt, did not.
+func requested(prev, next store.State) bool {
+	return prev.Attempt == next.Attempt && prev.CancelRequestedAt.IsZero() && !next.CancelRequestedAt.IsZero()
+}
+
+// retried returns the state a Retry makes of prev, ended, with the times
+// and version of next.
+func retried(prev, next store.State) store.State {
+	outcome := store.Attempt{Attempt: prev.Attempt, Status: prev.Status, StartedAt: prev.StartedAt,
+		CompletedAt: prev.CompletedAt, ErrorMessage: prev.ErrorMessage, ErrorDetails: prev.ErrorDetails}
+	previous := append(slices.Clone(prev.PreviousAttempts), outcome)
+	want := store.State{ID: prev.ID, Incarnation: prev.Incarnation, CorrelationID: prev.CorrelationID, Status: store.StatusPending,
+		CreatedAt: prev.CreatedAt, UpdatedAt: next.UpdatedAt, LeaseUntil: next.LeaseUntil,
+		Attempt: prev.Attempt + 1, PreviousAttempts: previous[max(0, len(previous)-store.MaxPreviousAttempts):],
+		Version: next.Version}
+	for _, s := range prev.Steps {
+		want.Steps = append(want.Steps, store.Step{Name: s.Name, Status: store.StepPending})
+	}
+	return want
+}
+
+// taskChange says what is wrong with the change of the task's own fields
+// from prev, which has not ended, to next, or "".
+func taskChange(prev, next store.State) string {
 	switch {
+	case next.Attempt != prev.Attempt:
+		return "the attempt changed without a Retry"
+	case cancelChange(prev, next) != "":
+		return cancelChange(prev, next)
 	case prev.Status == store.StatusPending && next.Status == store.StatusSuccess,
 		prev.Status == store.StatusRunning && next.Status == store.StatusPending:
-		fail("%s -> %s is not a transition", prev.Status, next.Status)
+		return fmt.Sprintf("%s -> %s is not a transition", prev.Status, next.Status)
 	case !prev.StartedAt.IsZero() && !next.StartedAt.Equal(prev.StartedAt):
-		fail("started_at changed")
+		return "started_at changed"
 	case next.Status.Terminal() == next.CompletedAt.IsZero():
-		fail("completed_at is set if and only if the task has ended")
+		return "completed_at is set if and only if the task has ended"
 	case next.Status.Terminal() && !next.LeaseUntil.IsZero(), !next.Status.Terminal() && next.LeaseUntil.IsZero():
-		fail("a task that has not ended holds a lease, an ended one none")
+		return "a task that has not ended holds a lease, an ended one none"
 	}
+	for k := range prev.Result {
+		if _, ok := next.Result[k]; !ok {
+			return fmt.Sprintf("result field %q was dropped", k)
+		}
+	}
+	return ""
+}
+
+// cancelChange says what is wrong with the change of the cancel request
+// from prev, which has not ended, to next, or "": a request never changes,
+// and one made ends a pending task at once, and no other.
+func cancelChange(prev, next store.State) string {
+	switch {
+	case !prev.CancelRequestedAt.IsZero() && (!next.CancelRequestedAt.Equal(prev.CancelRequestedAt) || next.CancelReason != prev.CancelReason):
+		return "a cancel request changed"
+	case requested(prev, next) && next.Status != prev.Status && (prev.Status != store.StatusPending || next.Status != store.StatusCanceled):
+		return fmt.Sprintf("a cancel request took the task from %s to %s", prev.Status, next.Status)
+	}
+	return ""
+}
+
+// stepsChange says what is wrong with the change of the steps from prev
+// to next, or "".
+func stepsChange(prev, next store.State) string {
 	if len(next.Steps) < len(prev.Steps) {
-		fail("steps were dropped")
+		return "steps were dropped"
 	}
 	for i, p := range prev.Steps {
 		n := next.Steps[i]
 		switch {
 		case n.Name != p.Name:
-			fail("step %d changed name from %q to %q", i, p.Name, n.Name)
+			return fmt.Sprintf("step %d changed name from %q to %q", i, p.Name, n.Name)
 		case p.Status.Terminal() && !stepEqual(p, n):
-			fail("step %q ended as %s and then changed to %+v", p.Name, p.Status, n)
+			return fmt.Sprintf("step %q ended as %s and then changed to %+v", p.Name, p.Status, n)
 		case p.Status == store.StepRunning && n.Status == store.StepPending:
-			fail("step %q went back from running to pending", p.Name)
+			return fmt.Sprintf("step %q went back from running to pending", p.Name)
 		}
 	}
-	for k := range prev.Result {
-		if _, ok := next.Result[k]; !ok {
-			fail("result field %q was dropped", k)
-		}
-	}
+	return ""
 }
+
+// transitionKey names a kind of transition: a call's kind and its step.
+type transitionKey struct{ kind, step string }
 
 // checkAcknowledged fails t unless every acknowledged call is in the
 // history: each step change, end and retry is a transition of its own
 // kind, and each recorded text is found where it was recorded.
 func checkAcknowledged(t *testing.T, history []store.State, all []call, retries bool) {
 	t.Helper()
-	type key struct{ kind, step string }
-	want := map[key]int{}
+	want, texts := expectedTransitions(all)
+	got, found := historyTransitions(history)
+	require.Equal(t, want, got, "each acknowledged change is one transition of its kind in the history")
+	for text, c := range texts {
+		require.True(t, found[text], "the %s recorded as %q is in the history", c.kind, text)
+	}
+	if !retries {
+		checkFinalSteps(t, history[len(history)-1], all)
+	}
+}
+
+// changes returns the changes of c, one or several.
+func (c call) changes() []call {
+	if c.parts == nil {
+		return []call{c}
+	}
+	return c.parts
+}
+
+// expectedTransitions counts the transitions that the acknowledged calls
+// all made, by kind, and returns the texts they recorded.
+func expectedTransitions(all []call) (map[transitionKey]int, map[string]call) {
+	want := map[transitionKey]int{}
 	texts := map[string]call{}
 	for _, c := range all {
-		parts := c.parts
-		if parts == nil {
-			parts = []call{c}
-		}
-		for _, p := range parts {
+		for _, p := range c.changes() {
 			switch p.kind {
 			case "start step", "retry step", "succeed step", "fail step", "skip step":
-				want[key{p.kind, p.step}]++
+				want[transitionKey{p.kind, p.step}]++
 			case "succeed", "fail", "cancel", "retry":
-				want[key{p.kind, ""}]++
+				want[transitionKey{p.kind, ""}]++
 			}
-			if p.text != "" {
+			if p.text != "" && p.kind != "request cancel" {
 				texts[p.text] = p
 			}
 		}
 	}
+	return want, texts
+}
 
-	got := map[key]int{}
+// historyTransitions counts the transitions of history by kind, and
+// returns the texts it holds.
+func historyTransitions(history []store.State) (map[transitionKey]int, map[string]bool) {
+	got := map[transitionKey]int{}
 	found := map[string]bool{}
+	ends := map[store.Status]string{store.StatusSuccess: "succeed", store.StatusFailed: "fail", store.StatusCanceled: "cancel"}
 	for v := 2; v < len(history); v++ {
 		prev, next := history[v-1], history[v]
 		switch {
 		case prev.Status.Terminal():
-			got[key{"retry", ""}]++
+			got[transitionKey{"retry", ""}]++
 			continue
+		case requested(prev, next):
+			found[next.CancelReason] = true
+			continue // counted apart: a request made already writes nothing
 		case next.Status.Terminal():
-			got[key{map[store.Status]string{store.StatusSuccess: "succeed", store.StatusFailed: "fail", store.StatusCanceled: "cancel"}[next.Status], ""}]++
+			got[transitionKey{ends[next.Status], ""}]++
 			found[next.ErrorMessage] = true
 			continue
 		}
@@ -452,52 +546,46 @@ func checkAcknowledged(t *testing.T, history []store.State, all []call, retries 
 		}
 		for _, n := range next.Steps {
 			p, _ := prev.Step(n.Name)
-			if p.Status == "" {
-				p.Status = store.StepPending
-			}
-			switch {
-			case p.Status.Terminal() || (p.Status == n.Status && p.Attempt == n.Attempt):
-				continue
-			case n.Status == store.StepRunning && p.Status == store.StepRunning:
-				got[key{"retry step", n.Name}]++
+			if kind := stepTransition(p, n); kind != "" {
+				got[transitionKey{kind, n.Name}]++
 				found[n.Error] = true
-			case n.Status == store.StepRunning:
-				got[key{"start step", n.Name}]++
-			case n.Status == store.StepSuccess:
-				got[key{"succeed step", n.Name}]++
-			case n.Status == store.StepFailed:
-				got[key{"fail step", n.Name}]++
-				found[n.Error] = true
-			case n.Status == store.StepSkipped:
-				got[key{"skip step", n.Name}]++
 			}
 		}
 	}
-	require.Equal(t, want, got, "each acknowledged change is one transition of its kind in the history")
-	for text, c := range texts {
-		require.True(t, found[text], "the %s recorded as %q is in the history", c.kind, text)
-	}
+	return got, found
+}
 
-	if retries {
-		return
+// stepTransition names the call that took a step from p to n, or "" if
+// the step did not change. A step p that did not exist yet was pending.
+func stepTransition(p, n store.Step) string {
+	if p.Status == "" {
+		p.Status = store.StepPending
 	}
-	// Without Retry a step that ended stays as it ended: every
-	// acknowledged step end is in the final state.
-	final := history[len(history)-1]
+	switch {
+	case p.Status.Terminal() || (p.Status == n.Status && p.Attempt == n.Attempt):
+		return ""
+	case n.Status == store.StepRunning && p.Status == store.StepRunning:
+		return "retry step"
+	case n.Status == store.StepRunning:
+		return "start step"
+	}
+	return map[store.StepStatus]string{store.StepSuccess: "succeed step", store.StepFailed: "fail step", store.StepSkipped: "skip step"}[n.Status]
+}
+
+// checkFinalSteps fails t unless every acknowledged step end is in final:
+// without Retry, a step that ended stays as it ended.
+func checkFinalSteps(t *testing.T, final store.State, all []call) {
+	t.Helper()
+	statuses := map[string]store.StepStatus{"succeed step": store.StepSuccess, "skip step": store.StepSkipped, "fail step": store.StepFailed}
 	for _, c := range all {
-		parts := c.parts
-		if parts == nil {
-			parts = []call{c}
-		}
-		for _, p := range parts {
+		for _, p := range c.changes() {
+			want, ok := statuses[p.kind]
+			if !ok {
+				continue
+			}
 			s, _ := final.Step(p.step)
-			switch p.kind {
-			case "succeed step":
-				require.Equal(t, store.StepSuccess, s.Status, "step %q", p.step)
-			case "skip step":
-				require.Equal(t, store.StepSkipped, s.Status, "step %q", p.step)
-			case "fail step":
-				require.Equal(t, store.StepFailed, s.Status, "step %q", p.step)
+			require.Equal(t, want, s.Status, "step %q", p.step)
+			if p.kind == "fail step" {
 				require.Equal(t, p.text, s.Error, "step %q", p.step)
 			}
 		}

@@ -1,27 +1,32 @@
 package tracker
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/taskstatus/taskstatus/store"
 )
 
 // Tracker records task states in a store. Its methods are safe for
-// concurrent use. Create one with [New].
+// concurrent use. Create one with [New], and call [Tracker.Close] when the
+// work is done, to write what is still waiting for the store.
 type Tracker struct {
 	store   store.Store
 	ttl     time.Duration
 	lease   time.Duration
-	now     func() time.Time // nil: the real clock, time.Now
+	now     func() time.Time
 	timeout time.Duration
 	onError func(context.Context, error)
-	cache   *cache
+	onEnd   func(context.Context, store.State) // nil: none
+	poll    time.Duration
+	cache   *cache   // states of tasks written by id
+	waiting *waiting // runs whose changes wait for the store to answer
 }
 
 // Option configures a Tracker.
@@ -40,9 +45,10 @@ func WithTTL(d time.Duration) Option {
 }
 
 // WithLease makes every write of a task that has not ended renew its lease
-// for d (see [store.State.Stale]): a task whose process dies is then seen
-// as stale d after its last write. Work that can go longer than d between
-// writes calls [Tracker.Heartbeat]. The default, 0, keeps no lease.
+// for d (see [store.State.Abandoned]): a task whose process dies is then
+// seen as abandoned d after its last write, and can be retried at once
+// ([Retry]). Work that can go longer than d between writes applies
+// [Heartbeat]. The default, 0, keeps no lease.
 func WithLease(d time.Duration) Option {
 	return func(t *Tracker) error {
 		if d < 0 {
@@ -54,7 +60,8 @@ func WithLease(d time.Duration) Option {
 }
 
 // WithClock sets the clock that stamps recorded times. The default is
-// time.Now. Timeouts always use real time.
+// time.Now. Timeouts and the waits between attempts to reach the store
+// always use real time.
 func WithClock(now func() time.Time) Option {
 	return func(t *Tracker) error {
 		if now == nil {
@@ -66,7 +73,8 @@ func WithClock(now func() time.Time) Option {
 }
 
 // WithTimeout bounds each call, including its store round trips and
-// retries. The default is 5 seconds.
+// retries, and each store call made in the background. The default is 5
+// seconds.
 func WithTimeout(d time.Duration) Option {
 	return func(t *Tracker) error {
 		if d <= 0 {
@@ -77,17 +85,50 @@ func WithTimeout(d time.Duration) Option {
 	}
 }
 
-// WithErrorHandler sets the function told of every error a call returns,
-// with the call's context. It runs on the caller's goroutine and must not
-// block for long. The default logs the error with [slog.Default]: at level
-// Warn when the tracker refused a change (ErrTerminal, ErrInvalidTransition,
-// ErrExists), at level Error otherwise.
+// WithErrorHandler sets the function told of the errors of calls, with
+// the call's context, and of changes kept for the store that could not be
+// written in the end. It must be safe for concurrent use and must not
+// block for long. The default logs with [slog.Default]: at level Warn when
+// the tracker refused a change (see [Error]), at level Error otherwise.
 func WithErrorHandler(h func(ctx context.Context, err error)) Option {
 	return func(t *Tracker) error {
 		if h == nil {
 			return errors.New("tracker: WithErrorHandler: nil handler")
 		}
 		t.onError = h
+		return nil
+	}
+}
+
+// WithPollInterval sets how often [Run.WatchCancel] reads a task from a
+// store that is not a [store.Watcher], and how long it waits to watch a
+// task again after a watch ended for a store failure. d must be positive;
+// the default is 1 second.
+func WithPollInterval(d time.Duration) Option {
+	return func(t *Tracker) error {
+		if d <= 0 {
+			return fmt.Errorf("tracker: WithPollInterval(%v): not positive", d)
+		}
+		t.poll = d
+		return nil
+	}
+}
+
+// WithOnEnd sets a function called with the state of each task that a
+// write of this Tracker ended (success, failed or canceled), after the
+// write, in the goroutine that made it: the caller of [Tracker.Apply] or
+// [Run.Apply], or the Tracker's background writer. It must be safe for
+// concurrent use and must not block for long. Every task that ends is
+// ended by a write of some Tracker, so a hook given to the Tracker of
+// every process that writes tasks hears of every task that ends, once:
+// but not of a task whose process died between the write and the call,
+// nor of tasks that expire.
+func WithOnEnd(f func(ctx context.Context, st store.State)) Option {
+	return func(t *Tracker) error {
+		if f == nil {
+			return errors.New("tracker: WithOnEnd: nil function")
+		}
+		t.onEnd = f
 		return nil
 	}
 }
@@ -100,26 +141,28 @@ func New(s store.Store, opts ...Option) (*Tracker, error) {
 	t := &Tracker{
 		store:   s,
 		ttl:     24 * time.Hour,
+		now:     time.Now,
 		timeout: 5 * time.Second,
+		poll:    time.Second,
 		onError: logError,
-		cache:   newCache(),
+		cache:   newCache(defaultCacheBytes),
 	}
 	for _, opt := range opts {
 		if err := opt(t); err != nil {
 			return nil, err
 		}
 	}
+	t.waiting = newWaiting(t)
 	return t, nil
 }
 
-// Store returns the store the Tracker writes to, for readers such as HTTP
-// handlers.
-func (t *Tracker) Store() store.Store { return t.store }
-
 // Error is the error a Tracker call returns: the operation, the task and
-// the cause, which errors.Is and errors.As see through.
+// the cause, which errors.Is and errors.As see through. A cause that wraps
+// [store.ErrTerminal], [store.ErrInvalidTransition], [store.ErrExists] or
+// [store.ErrStale] is the tracker refusing a change that the task's state
+// forbids; [store.ErrUnavailable] is the store failing.
 type Error struct {
-	Op  string // the method, such as "succeed" or "start step"
+	Op  string // the change, such as "succeed" or "start step"
 	ID  string // the task id
 	Err error  // the cause
 }
@@ -150,11 +193,11 @@ func logError(ctx context.Context, err error) {
 // the state machine, rather than the store failing.
 func refusal(err error) bool {
 	return errors.Is(err, store.ErrTerminal) || errors.Is(err, store.ErrInvalidTransition) ||
-		errors.Is(err, store.ErrExists)
+		errors.Is(err, store.ErrExists) || errors.Is(err, store.ErrStale)
 }
 
-// fail wraps a non-nil err as an *Error and reports it to the handler.
-func (t *Tracker) fail(ctx context.Context, op, id string, err error) error {
+// report wraps a non-nil err as an *Error and tells the error handler.
+func (t *Tracker) report(ctx context.Context, op, id string, err error) error {
 	if err == nil {
 		return nil
 	}
@@ -163,212 +206,230 @@ func (t *Tracker) fail(ctx context.Context, op, id string, err error) error {
 	return err
 }
 
-// write applies changes to the latest state of task id with
-// compare-and-set: from the cached state when there is one (one round
-// trip), re-reading after a conflict. A change that is refused refuses
-// them all; with several, its error names it.
-func (t *Tracker) write(ctx context.Context, id string, changes []Change) error {
-	if len(changes) == 0 {
-		return fmt.Errorf("%w: no change", store.ErrInvalidInput)
-	}
-	for _, c := range changes {
-		switch {
-		case c.err != nil:
-			return c.err
-		case c.kind == invalidChange:
-			return fmt.Errorf("%w: zero Change", store.ErrInvalidInput)
-		}
-	}
-	if err := store.ValidateID(id); err != nil {
+// Apply makes changes to task id as it is now, whichever attempt that is,
+// in one atomic write: if one change is refused, none is made and its
+// error is returned. It is the way to create a task ([Create]), start a
+// new attempt ([Retry]) or cancel one ([Cancel]); the changes of an
+// attempt's own work go through its [Run].
+//
+// The write is a compare-and-set of the task's latest state, which the
+// Tracker keeps for the tasks it wrote by id, so it is one store round
+// trip; if another writer got there first, the task is read again and the
+// changes applied to it. A call that fails because the store does not
+// answer returns an error wrapping [store.ErrUnavailable], and whether it
+// took effect is then unknown: its caller decides what to tell its own.
+// Errors are also told to the error handler (see [WithErrorHandler]).
+func (t *Tracker) Apply(ctx context.Context, id string, changes ...Change) error {
+	return t.report(ctx, opName(changes), id, t.apply(ctx, id, changes))
+}
+
+func (t *Tracker) apply(ctx context.Context, id string, changes []Change) error {
+	if err := checkChanges(id, changes, true); err != nil {
 		return err
 	}
-	bctx, e, now, err := t.hold(ctx, id)
-	if err != nil {
-		return err
+	wctx, cancel := context.WithTimeout(ctx, t.timeout)
+	defer cancel()
+	// Changes are applied to the state cached from the Tracker's last
+	// write, if it has one, or to the state read; a change is refused only
+	// for the state read, since the cached one may be out of date.
+	cur, cached := t.cache.get(id)
+	fresh := false
+	if !cached && changes[0].kind == createChange {
+		cur, cached = store.State{ID: id}, true // most likely new: a conflict says if not
 	}
-	defer t.unhold(id, e, bctx)
 	for {
-		if !e.valid {
-			cur, err := t.store.Get(bctx, id)
-			if err != nil {
-				return t.timedOut(ctx, bctx, err)
+		if !cached && !fresh {
+			var err error
+			if cur, err = t.read(wctx, id); err != nil {
+				return t.timedOut(ctx, err)
 			}
-			// A state read may be shared with other readers: the
-			// tracker edits a copy of its own. The time to record
-			// follows the state read, written by others.
-			e.st, e.valid = cur.Clone(), true
-			now = t.clock()
+			fresh = true
 		}
-		// next shares e.st's steps, which the changes edit in place: the
-		// entry is valid again only once next is written.
-		version := e.st.Version
-		next := e.st
-		e.valid = false
-		for i := range changes {
-			if err := changes[i].apply(&next, now); err != nil {
-				if len(changes) > 1 {
-					err = fmt.Errorf("%s: %w", changeOps[changes[i].kind], err)
-				}
-				return err
-			}
-			if changes[i].kind == retried {
-				// A new attempt belongs to the request that asked for it.
-				next.CorrelationID = cmp.Or(CorrelationID(ctx), next.CorrelationID)
-			}
-		}
-		t.stamp(ctx, &next, now)
-		next.Version = version + 1
-		err := t.store.Put(bctx, next, t.ttl)
-		if err == nil {
-			e.st, e.valid = next, true
+		next, err := applyChanges(cur, changes, t.stampFor(ctx))
+		switch {
+		case err != nil && !fresh:
+			cached = false // refused for a state that may be out of date
+			continue
+		case errors.Is(err, errUnchanged):
 			return nil
+		case err != nil:
+			return err
 		}
-		if !errors.Is(err, store.ErrConflict) {
-			return t.timedOut(ctx, bctx, err)
+		w := t.seal(cur, next, quiet(changes))
+		err = t.store.Put(wctx, w)
+		switch {
+		case err == nil:
+			t.cache.put(w.State)
+			t.wrote(ctx, w.State)
+			return nil
+		case !errors.Is(err, store.ErrConflict):
+			t.cache.drop(id)
+			return t.timedOut(ctx, err)
+		case wctx.Err() != nil:
+			return t.timedOut(ctx, fmt.Errorf("%w: %w", err, wctx.Err())) // other writers keep winning
 		}
-		if bctx.expired() {
-			// Other writers keep winning: give up at the deadline.
-			return t.timedOut(ctx, bctx, fmt.Errorf("%w: %w", err, context.DeadlineExceeded))
-		}
+		cached, fresh = false, false
 	}
 }
 
-// hold takes task id for a write: it returns the call's bounded context,
-// the task's cache entry, held, and the time to record, read once the
-// entry is held (and read again by the caller after reading the store). An
-// uncontended call reads the clock once for both the deadline and the
-// record.
-func (t *Tracker) hold(ctx context.Context, id string) (*boundedContext, *cacheEntry, time.Time, error) {
-	e, held := t.cache.tryLock(id)
-	if !held {
-		bctx := t.bound(ctx)
-		if err := t.cache.wait(bctx, id, e); err != nil {
-			bctx.stop()
-			return nil, nil, time.Time{}, t.timedOut(ctx, bctx, err)
-		}
-		return bctx, e, t.clock(), nil
+// wrote acts on st, a state the Tracker wrote: it calls the WithOnEnd
+// hook if st ended the task. No write succeeds on a task that has ended,
+// so a write of an ended state is the one that ended it.
+func (t *Tracker) wrote(ctx context.Context, st store.State) {
+	if t.onEnd != nil && st.Status.Terminal() {
+		t.onEnd(ctx, st.Clone())
 	}
-	wall := time.Now()
-	now := wall.UTC()
-	if t.now != nil {
-		now = t.now().UTC()
-	}
-	e.ctx.reset(ctx, t.deadline(ctx, wall))
-	return &e.ctx, e, now, nil
 }
 
-// unhold ends a hold: it stops the call's context, then releases the
-// entry, in that order, for the context may be the entry's, which the next
-// holder resets.
-func (t *Tracker) unhold(id string, e *cacheEntry, bctx *boundedContext) {
-	bctx.stop()
-	t.cache.unlock(id, e)
-}
-
-// clock returns the time to record, in UTC. A writer reads it once it holds
-// the task, and again after a conflict, so that the times it records
-// follow the versions.
-func (t *Tracker) clock() time.Time {
-	if t.now == nil {
-		return time.Now().UTC()
+// read returns the stored state of task id, and keeps it in the cache; a
+// task that does not exist is the zero State with the id, at version 0.
+func (t *Tracker) read(ctx context.Context, id string) (store.State, error) {
+	st, err := t.store.Get(ctx, id)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		t.cache.drop(id)
+		return store.State{ID: id}, nil
+	case err != nil:
+		return st, err
 	}
-	return t.now().UTC()
-}
-
-// stamp sets the fields every write updates.
-func (t *Tracker) stamp(ctx context.Context, st *store.State, now time.Time) {
-	st.UpdatedAt = now
-	st.LeaseUntil = time.Time{}
-	if t.lease > 0 && !st.Status.Terminal() {
-		st.LeaseUntil = now.Add(t.lease)
-	}
-	if st.CorrelationID == "" {
-		st.CorrelationID = CorrelationID(ctx)
-	}
+	t.cache.put(st)
+	return st, nil
 }
 
 // timedOut marks err as the store being unavailable when the call's own
 // timeout ended it while the caller's context was still live.
-func (t *Tracker) timedOut(ctx context.Context, bctx *boundedContext, err error) error {
-	if err != nil && ctx.Err() == nil && bctx.expired() && !errors.Is(err, store.ErrUnavailable) {
+func (t *Tracker) timedOut(ctx context.Context, err error) error {
+	if ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, store.ErrUnavailable) {
 		return fmt.Errorf("%w: no answer within %v: %w", store.ErrUnavailable, t.timeout, err)
 	}
 	return err
 }
 
-// Create records a new task as pending, with the named steps planned as
-// pending in order, and the correlation id of ctx. A task that exists
-// already is left as it is and Create reports [store.ErrExists]; start a
-// new attempt of an ended task with [Tracker.Retry].
-func (t *Tracker) Create(ctx context.Context, id string, steps ...string) error {
-	return t.fail(ctx, "create", id, t.create(ctx, id, steps))
+// stampFor returns the stamp of changes made now by a call with ctx.
+func (t *Tracker) stampFor(ctx context.Context) stamp {
+	return stamp{now: t.now().UTC(), correlation: CorrelationID(ctx)}
 }
 
-func (t *Tracker) create(ctx context.Context, id string, steps []string) error {
+// quiet reports whether changes are all heartbeats, which readers need not
+// be told of (see store.Write).
+func quiet(changes []Change) bool {
+	for _, c := range changes {
+		if c.kind != heartbeatChange {
+			return false
+		}
+	}
+	return true
+}
+
+// seal returns the write that makes next, computed from prev, the task's
+// new state: it sets the fields every write sets.
+func (t *Tracker) seal(prev, next store.State, quiet bool) store.Write {
+	now := t.now().UTC()
+	// A renewal of a lease that had ended is news: the task was seen
+	// abandoned, and is alive.
+	quiet = quiet && !prev.Abandoned(now)
+	next.Version = prev.Version + 1
+	if !quiet && now.After(prev.UpdatedAt) {
+		next.UpdatedAt = now
+	}
+	next.LeaseUntil = time.Time{}
+	if t.lease > 0 && !next.Status.Terminal() {
+		next.LeaseUntil = now.Add(t.lease)
+	}
+	return store.Write{State: next, Prev: prev.Version, TTL: t.ttl, ID: newID(), Quiet: quiet}
+}
+
+// applyChanges returns cur with changes applied, in order, at at. If one
+// is refused, it returns its error, named after it if there are several.
+// cur is left as it is: the changes copy what they edit (see ownSteps).
+func applyChanges(cur store.State, changes []Change, at stamp) (store.State, error) {
+	next := cur
+	for _, c := range changes {
+		if err := c.apply(&next, at); err != nil {
+			if len(changes) > 1 {
+				err = fmt.Errorf("%s: %w", c.op, err)
+			}
+			return cur, err
+		}
+	}
+	if next.CorrelationID == "" {
+		next.CorrelationID = at.correlation
+	}
+	return next, nil
+}
+
+// checkChanges reports whether changes can be applied to task id, by id
+// or, if not byID, through a Run.
+func checkChanges(id string, changes []Change, byID bool) error {
 	if err := store.ValidateID(id); err != nil {
 		return err
 	}
-	bctx, e, now, err := t.hold(ctx, id)
-	if err != nil {
-		return err
-	}
-	defer t.unhold(id, e, bctx)
-	st := store.State{
-		ID:        id,
-		Status:    store.StatusPending,
-		CreatedAt: now,
-		Attempt:   1,
-		Version:   1,
-	}
-	if !e.valid {
-		st.Steps = e.st.Steps[:0] // memory no state uses: reuse it
-	}
-	if err := planSteps(&st, steps); err != nil {
-		return err
-	}
-	t.stamp(ctx, &st, now)
-	err = t.store.Put(bctx, st, t.ttl)
-	if err != nil {
-		e.valid = false
-		if errors.Is(err, store.ErrConflict) {
-			return store.ErrExists
+	for i, c := range changes {
+		switch {
+		case c.err != nil:
+			return c.err
+		case c.apply == nil:
+			return fmt.Errorf("%w: zero Change", store.ErrInvalidInput)
+		case c.kind == createChange && i > 0:
+			return fmt.Errorf("%w: create must be the first change", store.ErrInvalidInput)
+		case !byID && (c.kind == createChange || c.kind == retryChange):
+			return fmt.Errorf("%w: %s is applied by id, not through a run", store.ErrInvalidInput, c.op)
+		case c.kind == requestCancelChange && (!byID || len(changes) > 1):
+			return fmt.Errorf("%w: %s is applied by id, alone", store.ErrInvalidInput, c.op)
 		}
-		return t.timedOut(ctx, bctx, err)
 	}
-	e.st, e.valid = st, true
+	if byID && len(changes) == 0 {
+		return fmt.Errorf("%w: no change", store.ErrInvalidInput)
+	}
 	return nil
 }
 
-// Get returns the current state of task id, read from the store, as a copy
-// the caller may modify. An unknown task is reported with
-// [store.ErrNotFound]. Errors are returned, not reported to the handler.
+// opName names a call that applies changes, for its errors.
+func opName(changes []Change) string {
+	if len(changes) == 1 {
+		return changes[0].op
+	}
+	ops := make([]string, len(changes))
+	for i, c := range changes {
+		ops[i] = c.op
+	}
+	return "apply " + strings.Join(ops, ", ")
+}
+
+// newID returns a random id for an incarnation or a write.
+func newID() string {
+	return strconv.FormatUint(rand.Uint64(), 36)
+}
+
+// Get returns the current state of task id, read from the store. An
+// unknown task is reported with [store.ErrNotFound]. Errors are returned,
+// not told to the error handler.
 func (t *Tracker) Get(ctx context.Context, id string) (store.State, error) {
 	if err := store.ValidateID(id); err != nil {
 		return store.State{}, &Error{Op: "get", ID: id, Err: err}
 	}
-	bctx := t.bound(ctx)
-	defer bctx.stop()
-	st, err := t.store.Get(bctx, id)
+	wctx, cancel := context.WithTimeout(ctx, t.timeout)
+	defer cancel()
+	st, err := t.store.Get(wctx, id)
 	if err != nil {
-		return store.State{}, &Error{Op: "get", ID: id, Err: t.timedOut(ctx, bctx, err)}
+		return store.State{}, &Error{Op: "get", ID: id, Err: t.timedOut(ctx, err)}
 	}
-	return st.Clone(), nil
+	return st, nil
 }
 
-// Delete removes task id. Deleting an unknown task is not an error.
+// Delete removes task id. Deleting an unknown task is not an error. A Run
+// of the task that is still going writes it again with its next change,
+// as it does for a task the store lost.
 func (t *Tracker) Delete(ctx context.Context, id string) error {
-	return t.fail(ctx, "delete", id, t.delete(ctx, id))
+	return t.report(ctx, "delete", id, t.delete(ctx, id))
 }
 
 func (t *Tracker) delete(ctx context.Context, id string) error {
 	if err := store.ValidateID(id); err != nil {
 		return err
 	}
-	bctx, e, _, err := t.hold(ctx, id)
-	if err != nil {
-		return err
-	}
-	defer t.unhold(id, e, bctx)
-	e.valid = false
-	return t.timedOut(ctx, bctx, t.store.Delete(bctx, id))
+	t.cache.drop(id)
+	wctx, cancel := context.WithTimeout(ctx, t.timeout)
+	defer cancel()
+	return t.timedOut(ctx, t.store.Delete(wctx, id))
 }

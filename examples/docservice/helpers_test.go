@@ -41,7 +41,8 @@ var httpClient = &http.Client{
 // the origin's, by the path of the object that holds them ("" for the
 // document itself).
 var statusExtras = map[string][]string{
-	"":              {"steps", "progress", "attempt", "version", "created_at", "updated_at", "lease_until"},
+	"": {"steps", "progress", "attempt", "version", "created_at", "updated_at", "lease_until", "abandoned", "incarnation", "kind", "labels",
+		"cancel_requested_at", "cancel_reason", "previous_attempts"},
 	"error_details": {pipeline.FailedStepKey},
 }
 
@@ -229,6 +230,13 @@ func (b *lockedBuffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.Write(p)
+}
+
+// Len returns the number of bytes written so far.
+func (b *lockedBuffer) Len() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Len()
 }
 
 func (b *lockedBuffer) String() string {

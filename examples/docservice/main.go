@@ -6,6 +6,13 @@
 // a status_url. GET /process/document/{document_id}/status serves the task's
 // state as the origin's status document, and also answers long polls
 // (?wait=30s&version=N) and Server-Sent Events (Accept: text/event-stream).
+// GET /process/documents lists the documents' tasks, newest first, a page
+// at a time, found by status, project (label=project_id:P) and creation
+// time; GET /process/documents/counts counts them by status (see the
+// httpapi package's ListHandler and CountsHandler). POST
+// /process/document/{document_id}/cancel cancels a document's task, its work
+// wherever it runs, and POST /process/document/{document_id}/retry runs an
+// ended one again as a new attempt.
 //
 // Usage:
 //
@@ -21,6 +28,14 @@
 //	-shutdown-timeout duration
 //		how long in-flight tasks may go on after SIGINT or SIGTERM before
 //		they are canceled (env SHUTDOWN_TIMEOUT; default 10s)
+//	-lease duration
+//		how long a task's lease lasts: a task whose process stops renewing
+//		it (the process died) is shown abandoned, and can be submitted
+//		again (env TASK_LEASE; default 30s; 0 keeps no lease)
+//	-rescue-every duration
+//		how often tasks whose process died (their lease ended a tenth of
+//		a lease ago) are looked for and failed with the exception type
+//		TaskAbandoned (env RESCUE_EVERY; default 10s; 0 turns it off)
 //	-log-level level
 //		debug, info, warn or error (env LOG_LEVEL; default info)
 //	-log-format text|json
@@ -34,7 +49,10 @@
 // The service prints "listening on ADDR" on stdout once it accepts
 // connections, with the address it is bound to (useful with -addr :0).
 // A document whose metadata holds {"simulate_failure": "STEP"} fails at
-// that step, to show the failed status document for real.
+// that step on its first attempt, to show the failed status document for
+// real, and a retry's recovery. A document
+// submitted again once its task has ended, or was abandoned, is processed
+// again as a new attempt; one still being processed is refused with 409.
 package main
 
 import (
@@ -82,7 +100,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	defer closeStore()
 
-	s, err := newServer(st, logger, cfg.delayScale, cfg.shutdownTimeout)
+	s, err := newServer(st, logger, cfg)
 	if err != nil {
 		return err
 	}

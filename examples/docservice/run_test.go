@@ -113,6 +113,7 @@ func TestRunErrors(t *testing.T) {
 		{"bad DELAY_SCALE", nil, []string{"DELAY_SCALE=fast"}},
 		{"bad LOG_LEVEL", nil, []string{"LOG_LEVEL=loud"}},
 		{"bad log format", []string{"-log-format", "xml"}, nil},
+		{"negative rescue interval", nil, []string{"RESCUE_EVERY=-1s"}},
 		{"bad ENABLE_CACHE", nil, []string{"ENABLE_CACHE=maybe"}},
 		{"bad redis URL", nil, []string{"VALKEY_URL=http://localhost"}},
 		{"bad address", []string{"-addr", "127.0.0.1:-1"}, nil},
@@ -133,29 +134,29 @@ func TestParseConfig(t *testing.T) {
 		want config
 	}{{
 		name: "defaults",
-		want: config{addr: ":8053", delayScale: 1, shutdownTimeout: 10 * time.Second,
+		want: config{addr: ":8053", delayScale: 1, shutdownTimeout: 10 * time.Second, lease: 30 * time.Second, rescueEvery: 10 * time.Second,
 			logLevel: slog.LevelInfo, logFormat: "text", redisPrefix: "taskstatus:"},
 	}, {
 		name: "environment",
 		env: []string{"PORT=9000", "DELAY_SCALE=0.5", "SHUTDOWN_TIMEOUT=3s", "LOG_LEVEL=debug",
-			"LOG_FORMAT=json", "REDIS_URL=redis://r:6379/1", "TASKSTATUS_PREFIX=p:"},
-		want: config{addr: ":9000", delayScale: 0.5, shutdownTimeout: 3 * time.Second,
+			"LOG_FORMAT=json", "REDIS_URL=redis://r:6379/1", "TASKSTATUS_PREFIX=p:", "TASK_LEASE=5s", "RESCUE_EVERY=1s"},
+		want: config{addr: ":9000", delayScale: 0.5, shutdownTimeout: 3 * time.Second, lease: 5 * time.Second, rescueEvery: time.Second,
 			logLevel: slog.LevelDebug, logFormat: "json", redisURL: "redis://r:6379/1", redisPrefix: "p:"},
 	}, {
 		name: "flags win",
 		args: []string{"-addr", "127.0.0.1:1", "-delay-scale", "2", "-log-level", "warn"},
 		env:  []string{"ADDR=:7000", "PORT=9000", "DELAY_SCALE=0.5", "LOG_LEVEL=debug"},
-		want: config{addr: "127.0.0.1:1", delayScale: 2, shutdownTimeout: 10 * time.Second,
+		want: config{addr: "127.0.0.1:1", delayScale: 2, shutdownTimeout: 10 * time.Second, lease: 30 * time.Second, rescueEvery: 10 * time.Second,
 			logLevel: slog.LevelWarn, logFormat: "text", redisPrefix: "taskstatus:"},
 	}, {
 		name: "ADDR wins over PORT, VALKEY_URL over REDIS_URL",
 		env:  []string{"ADDR=:7000", "PORT=9000", "VALKEY_URL=redis://v:6379/0", "REDIS_URL=redis://r:6379/0"},
-		want: config{addr: ":7000", delayScale: 1, shutdownTimeout: 10 * time.Second,
+		want: config{addr: ":7000", delayScale: 1, shutdownTimeout: 10 * time.Second, lease: 30 * time.Second, rescueEvery: 10 * time.Second,
 			logLevel: slog.LevelInfo, logFormat: "text", redisURL: "redis://v:6379/0", redisPrefix: "taskstatus:"},
 	}, {
 		name: "cache disabled",
 		env:  []string{"VALKEY_URL=redis://v:6379/0", "ENABLE_CACHE=false"},
-		want: config{addr: ":8053", delayScale: 1, shutdownTimeout: 10 * time.Second,
+		want: config{addr: ":8053", delayScale: 1, shutdownTimeout: 10 * time.Second, lease: 30 * time.Second, rescueEvery: 10 * time.Second,
 			logLevel: slog.LevelInfo, logFormat: "text", redisPrefix: "taskstatus:"},
 	}} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/taskstatus/taskstatus/httpapi"
@@ -18,37 +19,60 @@ import (
 // task id document_id.
 const statusPattern = "GET /process/document/{document_id}/status"
 
-// How tasks are tracked: kept 24 hours after their last change, as the
-// origin does, with a lease that a process renews while it works on a task,
-// so that a client can tell a task whose process died (lease_until passed).
+// The patterns of the endpoints that list the documents' tasks and count
+// them by status, and of those that cancel and retry a document's task.
 const (
-	taskTTL   = 24 * time.Hour
-	taskLease = 30 * time.Second
+	listPattern   = "GET /process/documents"
+	countsPattern = "GET /process/documents/counts"
+	cancelPattern = "POST /process/document/{document_id}/cancel"
+	retryPattern  = "POST /process/document/{document_id}/retry"
 )
+
+// Every task of the service is of this kind, labeled with its document's
+// project.
+const (
+	taskKind     = "document"
+	projectLabel = "project_id"
+)
+
+// taskTTL is how long a task is kept after its last change, as the origin
+// does.
+const taskTTL = 24 * time.Hour
 
 // server is the document service: its tracker, the runner of its
 // pipelines and its HTTP handlers.
 type server struct {
 	log             *slog.Logger
+	store           store.Store
+	lister          store.Lister // the store, if it can find tasks; nil otherwise
 	tracker         *tracker.Tracker
 	runner          *pipeline.Runner
 	statusPath      httpapi.StatusPath
 	delayScale      float64       // applied to the simulated work of each step
 	shutdownTimeout time.Duration // how long in-flight tasks may go on at shutdown
+	lease           time.Duration // renewed while a task is worked on (tracker.WithLease)
+	rescueEvery     time.Duration // how often abandoned tasks are failed; 0: never
 }
 
-// newServer returns a server that tracks tasks in st. It does not own st.
-func newServer(st store.Store, logger *slog.Logger, delayScale float64, shutdownTimeout time.Duration) (*server, error) {
+// newServer returns a server that tracks tasks in st with the lease of
+// cfg. It does not own st. If st is a store.Lister, the server lists and
+// counts documents and rescues abandoned ones; otherwise it does neither.
+func newServer(st store.Store, logger *slog.Logger, cfg config) (*server, error) {
+	lister, _ := st.(store.Lister)
 	s := &server{
+		lister:          lister,
+		rescueEvery:     cfg.rescueEvery,
 		log:             logger,
+		store:           st,
 		runner:          pipeline.NewRunner(),
-		delayScale:      delayScale,
-		shutdownTimeout: shutdownTimeout,
+		delayScale:      cfg.delayScale,
+		shutdownTimeout: cfg.shutdownTimeout,
+		lease:           cfg.lease,
 	}
 	var err error
 	s.tracker, err = tracker.New(st,
 		tracker.WithTTL(taskTTL),
-		tracker.WithLease(taskLease),
+		tracker.WithLease(cfg.lease),
 		tracker.WithErrorHandler(s.trackingFailed))
 	if err != nil {
 		return nil, err
@@ -61,41 +85,79 @@ func newServer(st store.Store, logger *slog.Logger, delayScale float64, shutdown
 }
 
 // handler returns the service's HTTP handler. Requests that wait for a
-// task to change (long polls, event streams) end when stopping is done.
-func (s *server) handler(stopping context.Context) http.Handler {
-	status := httpapi.StatusHandler(s.tracker.Store(),
+// task to change (long polls, event streams) are answered at once when
+// stopping is closed.
+func (s *server) handler(stopping <-chan struct{}) (http.Handler, error) {
+	status, err := httpapi.StatusHandler(s.store,
 		httpapi.WithPathValue(s.statusPath.Wildcard()),
 		httpapi.WithIDField("document_id"),
-		httpapi.WithErrorHandler(s.requestFailed))
-
+		httpapi.WithErrorHandler(s.requestFailed),
+		httpapi.WithShutdown(stopping))
+	if err != nil {
+		return nil, err
+	}
+	findOpts := []httpapi.Option{httpapi.WithIDField("document_id"), httpapi.WithErrorHandler(s.requestFailed)}
+	actOpts := append([]httpapi.Option{httpapi.WithPathValue(s.statusPath.Wildcard())}, findOpts...)
+	cancel, err := httpapi.CancelHandler(s.tracker, s.statusPath, actOpts...)
+	if err != nil {
+		return nil, err
+	}
+	retry, err := httpapi.RetryHandler(s.tracker, s.statusPath, s.restart, actOpts...)
+	if err != nil {
+		return nil, err
+	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /process/document", s.submit)
-	mux.Handle(statusPattern, endWith(stopping, status))
-	return httpapi.CorrelationHandler(mux)
+	mux.Handle(statusPattern, status)
+	mux.Handle(cancelPattern, cancel)
+	mux.Handle(retryPattern, retry)
+	if s.lister != nil {
+		list, err := httpapi.ListHandler(s.lister, findOpts...)
+		if err != nil {
+			return nil, err
+		}
+		counts, err := httpapi.CountsHandler(s.lister, findOpts...)
+		if err != nil {
+			return nil, err
+		}
+		mux.Handle(listPattern, list)
+		mux.Handle(countsPattern, counts)
+	}
+	return httpapi.CorrelationHandler(mux), nil
 }
 
-// endWith returns h with the context of each request also ended when
-// stopping is done.
-func endWith(stopping context.Context, h http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ctx, cancel := context.WithCancel(r.Context())
-		defer cancel()
-		stop := context.AfterFunc(stopping, cancel)
-		defer stop()
-		h.ServeHTTP(w, r.WithContext(ctx))
-	})
+// rescue fails the tasks whose process died, every rescueEvery, until ctx
+// is done (see tracker.Tracker.Rescue). A task is rescued a tenth of a
+// lease after its lease ended: the grace lets a worker whose renewal is
+// late, or whose clock is behind the rescuer's, keep its task.
+func (s *server) rescue(ctx context.Context) {
+	if s.rescueEvery == 0 || s.lease == 0 || s.lister == nil {
+		return
+	}
+	if err := s.tracker.Rescue(ctx, s.rescueEvery, s.lease/10); err != nil && ctx.Err() == nil {
+		s.log.Error("rescuing abandoned tasks stopped", "err", err)
+	}
 }
 
 // serve answers requests on ln until ctx is done, then shuts down: it
-// stops accepting requests, ends those that wait for changes, lets the
-// others finish and lets the tasks in flight finish for up to the shutdown
-// timeout, after which it cancels them, so that each is recorded as
-// finished or canceled and none is left running. ln is closed on return.
+// stops accepting requests, answers those that wait for changes with the
+// state at hand, lets the others finish and lets the tasks in flight
+// finish for up to the shutdown timeout, after which it cancels them, so
+// that each is recorded as finished or canceled and none is left running;
+// what the store did not take yet is written within the same timeout. ln
+// is closed on return.
 func (s *server) serve(ctx context.Context, ln net.Listener) error {
-	stopping, stop := context.WithCancel(context.WithoutCancel(ctx))
+	stopping := make(chan struct{})
+	var stopOnce sync.Once
+	stop := func() { stopOnce.Do(func() { close(stopping) }) }
 	defer stop()
+	h, err := s.handler(stopping)
+	if err != nil {
+		ln.Close()
+		return err
+	}
 	srv := &http.Server{
-		Handler:           s.handler(stopping),
+		Handler:           h,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		IdleTimeout:       2 * time.Minute,
@@ -103,9 +165,19 @@ func (s *server) serve(ctx context.Context, ln net.Listener) error {
 	}
 	srv.RegisterOnShutdown(stop)
 
+	rctx, stopRescue := context.WithCancel(ctx)
+	rescued := make(chan struct{})
+	go func() {
+		defer close(rescued)
+		s.rescue(rctx)
+	}()
+	defer func() {
+		stopRescue()
+		<-rescued
+	}()
+
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
-	var err error
 	select {
 	case err = <-served:
 		s.log.Error("serving failed", "err", err)
@@ -125,6 +197,9 @@ func (s *server) serve(ctx context.Context, ln net.Listener) error {
 	if rerr := s.runner.Shutdown(sctx); rerr != nil {
 		s.log.Warn("tasks in flight were canceled", "err", rerr)
 	}
+	if cerr := s.tracker.Close(sctx); cerr != nil {
+		s.log.Error("task changes the store did not take were dropped", "err", cerr)
+	}
 	s.log.Info("stopped")
 	if errors.Is(err, http.ErrServerClosed) {
 		return nil
@@ -132,14 +207,19 @@ func (s *server) serve(ctx context.Context, ln net.Listener) error {
 	return err
 }
 
+// heartbeat returns how often a long step renews its task's lease: three
+// times a lease, so that a renewal that is late or lost does not make the
+// task look abandoned. 0 when tasks hold no lease.
+func (s *server) heartbeat() time.Duration {
+	return s.lease / 3
+}
+
 // trackingFailed logs an error of the tracker. The refusals the submit
 // handler expects and answers (the document exists, or is still being
 // processed) are logged at debug level.
 func (s *server) trackingFailed(ctx context.Context, err error) {
 	level := slog.LevelError
-	var te *tracker.Error
-	if errors.As(err, &te) && (te.Op == "create" && errors.Is(err, store.ErrExists) ||
-		te.Op == "retry" && errors.Is(err, store.ErrInvalidTransition)) {
+	if errors.Is(err, store.ErrExists) || errors.Is(err, store.ErrInvalidTransition) {
 		level = slog.LevelDebug
 	}
 	s.log.LogAttrs(ctx, level, "tracking failed",

@@ -3,11 +3,15 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -18,6 +22,7 @@ import (
 
 	"github.com/taskstatus/taskstatus/memstore"
 	"github.com/taskstatus/taskstatus/store"
+	"github.com/taskstatus/taskstatus/tracker"
 )
 
 // service is a server running in the test's process on a memory store
@@ -34,11 +39,22 @@ type service struct {
 // timeout, and stops it when t ends.
 func startService(t *testing.T, delayScale float64, shutdownTimeout time.Duration) *service {
 	t.Helper()
+	return startServiceWith(t, config{delayScale: delayScale, shutdownTimeout: shutdownTimeout, lease: 30 * time.Second}, nil)
+}
+
+// startServiceWith starts a service with the configuration cfg, on a
+// memstore seen through wrap if it is not nil, and stops it when t ends.
+func startServiceWith(t *testing.T, cfg config, wrap func(store.Store) store.Store) *service {
+	t.Helper()
 	mem, err := memstore.New()
 	require.NoError(t, err)
 	logs := &lockedBuffer{}
 	logger := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	s, err := newServer(mem, logger, delayScale, shutdownTimeout)
+	var st store.Store = mem
+	if wrap != nil {
+		st = wrap(mem)
+	}
+	s, err := newServer(st, logger, cfg)
 	require.NoError(t, err)
 	var lc net.ListenConfig
 	ln, err := lc.Listen(t.Context(), "tcp", "127.0.0.1:0")
@@ -281,6 +297,43 @@ func TestResubmit(t *testing.T) {
 	})
 }
 
+// TestResubmitAbandoned: a task whose process died (its lease ended) is
+// shown abandoned, and a new submission runs it again as attempt 2.
+func TestResubmitAbandoned(t *testing.T) {
+	svc := startService(t, 0, time.Second)
+	// Another process created and started the task an hour ago, and died.
+	dead, err := tracker.New(svc.mem, tracker.WithLease(time.Minute),
+		tracker.WithClock(func() time.Time { return time.Now().Add(-time.Hour) }))
+	require.NoError(t, err)
+	require.NoError(t, dead.Apply(t.Context(), "doc-123", tracker.Create(stepFileNode, stepGraph)))
+	_, err = dead.Start(t.Context(), "doc-123", tracker.StartStep(stepFileNode))
+	require.NoError(t, err)
+
+	doc := do(t, http.MethodGet, svc.url+"/process/document/doc-123/status", nil).object(t)
+	assert.Equal(t, "running", doc["status"])
+	assert.Equal(t, true, doc["abandoned"], "the status says the task was abandoned")
+
+	submit(t, svc.url, request(t, "doc-123", nil), "")
+	doc = await(t, svc.url+"/process/document/doc-123/status", ended)
+	assert.Equal(t, "success", doc["status"])
+	assert.InDelta(t, 2, doc["attempt"], 0)
+	assert.Equal(t, false, doc["abandoned"])
+}
+
+// TestSubmitEncodedBody: a body with a Content-Encoding is refused with
+// 415, not read as plain JSON.
+func TestSubmitEncodedBody(t *testing.T) {
+	svc := startService(t, 0, time.Second)
+	body := mustJSON(request(t, "doc-123", nil))
+	for _, enc := range []string{"gzip", "br", "deflate, gzip"} {
+		resp := do(t, http.MethodPost, svc.url+"/process/document", []byte(body), "Content-Type", "application/json", "Content-Encoding", enc)
+		assert.Equal(t, http.StatusUnsupportedMediaType, resp.code, enc)
+		assert.Equal(t, "application/problem+json", resp.header.Get("Content-Type"))
+	}
+	resp := do(t, http.MethodPost, svc.url+"/process/document", []byte(body), "Content-Type", "application/json", "Content-Encoding", "identity")
+	assert.Equal(t, http.StatusOK, resp.code)
+}
+
 func TestShutdown(t *testing.T) {
 	for _, tc := range []struct {
 		name       string
@@ -310,11 +363,78 @@ func TestShutdown(t *testing.T) {
 	}
 }
 
+// A shutdown answers the long polls it holds at once with the task's
+// document, never with an empty answer.
+func TestShutdownAnswersLongPolls(t *testing.T) {
+	watching := make(chan struct{}, 100)
+	svc := startServiceWith(t, config{shutdownTimeout: time.Minute}, func(s store.Store) store.Store {
+		return signalingWatcher{Store: s, Watcher: s.(store.Watcher), Lister: s.(store.Lister), watching: watching}
+	})
+	require.NoError(t, svc.tracker.Apply(t.Context(), "doc-pending", tracker.Create(stepFileNode))) // never runs
+	version := svc.get(t, "doc-pending").Version
+
+	const polls = 8
+	answers := make(chan *response, polls)
+	for range polls {
+		go func() {
+			url := fmt.Sprintf("%s/process/document/doc-pending/status?wait=60s&version=%d", svc.url, version)
+			resp := &response{code: -1}
+			defer func() { answers <- resp }()
+			req, err := http.NewRequestWithContext(context.Background(), http.MethodGet, url, nil)
+			if err != nil {
+				return
+			}
+			res, err := httpClient.Do(req)
+			if err != nil {
+				resp.body = []byte(err.Error())
+				return
+			}
+			defer res.Body.Close()
+			resp.code, resp.header = res.StatusCode, res.Header
+			resp.body, _ = io.ReadAll(res.Body)
+		}()
+	}
+	for range polls {
+		wait(t, watching, 10*time.Second) // the long poll is held
+	}
+	start := time.Now()
+	svc.stop()
+	assert.Less(t, time.Since(start), 10*time.Second, "shutdown waited for the long polls")
+	for range polls {
+		resp := wait(t, answers, 10*time.Second)
+		switch resp.code {
+		case http.StatusOK:
+			assert.Equal(t, "application/json", resp.header.Get("Content-Type"))
+			assert.NotEmpty(t, resp.header.Get("ETag"))
+			assert.Equal(t, "pending", resp.object(t)["status"])
+		case http.StatusServiceUnavailable:
+			assert.NotEmpty(t, resp.header.Get("Retry-After"))
+			assert.Equal(t, "application/problem+json", resp.header.Get("Content-Type"))
+		default:
+			t.Errorf("a long poll held at shutdown was answered %d: %q", resp.code, resp.body)
+		}
+	}
+}
+
+// signalingWatcher is a store that signals each watch it opens.
+type signalingWatcher struct {
+	store.Store
+	store.Watcher
+	store.Lister
+	watching chan<- struct{}
+}
+
+func (s signalingWatcher) Watch(ctx context.Context, id string) (<-chan store.State, error) {
+	ch, err := s.Watcher.Watch(ctx, id)
+	s.watching <- struct{}{}
+	return ch, err
+}
+
 // A shutdown ends the requests that wait for changes at once, rather than
 // waiting for them for the shutdown timeout.
 func TestShutdownEndsStreams(t *testing.T) {
 	svc := startService(t, 0, time.Minute)
-	require.NoError(t, svc.tracker.Create(t.Context(), "doc-pending", stepFileNode)) // never runs
+	require.NoError(t, svc.tracker.Apply(t.Context(), "doc-pending", tracker.Create(stepFileNode))) // never runs
 
 	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, svc.url+"/process/document/doc-pending/status", nil)
 	require.NoError(t, err)
@@ -381,10 +501,147 @@ func TestHandlerMethodNotAllowed(t *testing.T) {
 	mem, err := memstore.New()
 	require.NoError(t, err)
 	defer mem.Close()
-	s, err := newServer(mem, slog.New(slog.DiscardHandler), 0, time.Second)
+	s, err := newServer(mem, slog.New(slog.DiscardHandler), config{shutdownTimeout: time.Second})
 	require.NoError(t, err)
 	rec := httptest.NewRecorder()
-	s.handler(t.Context()).ServeHTTP(rec, httptest.NewRequestWithContext(t.Context(), http.MethodGet, "/process/document", nil))
+	h, err := s.handler(make(chan struct{}))
+	require.NoError(t, err)
+	h.ServeHTTP(rec, httptest.NewRequestWithContext(t.Context(), http.MethodGet, "/process/document", nil))
 	assert.Equal(t, http.StatusMethodNotAllowed, rec.Code)
 	assert.NotEmpty(t, rec.Header().Get("X-Correlation-ID"))
+}
+
+// TestListDocuments follows the failed documents of a project two at a
+// time, as the issue's curl does: newest first, each once, and the counts
+// match.
+func TestListDocuments(t *testing.T) {
+	svc := startService(t, 0, time.Second)
+	var failed []string // of project p1, newest last
+	for i := range 9 {
+		id := fmt.Sprintf("doc-%d", i)
+		req := request(t, id, nil)
+		req["project_id"] = []string{"p1", "p2"}[i%2]
+		if i%3 != 2 {
+			req["metadata"] = map[string]any{"simulate_failure": stepFileNode}
+			if i%2 == 0 {
+				failed = append(failed, id)
+			}
+		}
+		resp := submit(t, svc.url, req, "")
+		await(t, svc.url+resp["status_url"].(string), ended)
+	}
+	slices.Reverse(failed)
+
+	var got []string
+	next := "/process/documents?status=failed&label=project_id:p1&page_size=2"
+	for next != "" {
+		resp := do(t, http.MethodGet, svc.url+next, nil)
+		require.Equal(t, http.StatusOK, resp.code, "body: %s", resp.body)
+		var page struct {
+			Tasks         []map[string]any `json:"tasks"`
+			NextPageToken string           `json:"next_page_token"`
+		}
+		require.NoError(t, json.Unmarshal(resp.body, &page))
+		require.LessOrEqual(t, len(page.Tasks), 2)
+		for _, doc := range page.Tasks {
+			requireShape(t, loadFixture(t, "status_failed.json"), doc, statusExtras)
+			assert.Equal(t, "document", doc["kind"])
+			assert.Equal(t, map[string]any{"project_id": "p1"}, doc["labels"])
+			got = append(got, doc["document_id"].(string))
+		}
+		next = ""
+		if page.NextPageToken != "" {
+			next = "/process/documents?status=failed&label=project_id:p1&page_size=2&page_token=" + url.QueryEscape(page.NextPageToken)
+		}
+	}
+	assert.Equal(t, failed, got)
+
+	resp := do(t, http.MethodGet, svc.url+"/process/documents/counts?label=project_id:p1", nil)
+	require.Equal(t, http.StatusOK, resp.code, "body: %s", resp.body)
+	assert.JSONEq(t, `{"counts":{"pending":0,"running":0,"success":2,"failed":3,"canceled":0},"total":5}`, string(resp.body))
+
+	resp = do(t, http.MethodGet, svc.url+"/process/documents?status=lost", nil)
+	require.Equal(t, http.StatusBadRequest, resp.code)
+	assert.Contains(t, resp.object(t)["detail"], "status")
+}
+
+// TestRescue: a task whose work stopped renewing its lease (as if its
+// process had died) is failed with TaskAbandoned by the service's rescuer,
+// with no request made.
+func TestRescue(t *testing.T) {
+	const lease = 200 * time.Millisecond
+	svc := startServiceWith(t, config{shutdownTimeout: time.Second, lease: lease, rescueEvery: lease / 4}, nil)
+	require.NoError(t, svc.tracker.Apply(t.Context(), "doc-dead", tracker.Create(stepFileNode, stepGraph)))
+	ch, err := svc.mem.Watch(t.Context(), "doc-dead")
+	require.NoError(t, err)
+	_, err = svc.tracker.Start(t.Context(), "doc-dead", tracker.StartStep(stepFileNode)) // and nothing more
+	require.NoError(t, err)
+	started := time.Now()
+
+	var st store.State
+	for st = range ch {
+		if st.Status.Terminal() {
+			break
+		}
+	}
+	assert.Equal(t, store.StatusFailed, st.Status)
+	assert.JSONEq(t, `"TaskAbandoned"`, string(st.ErrorDetails["exception_type"]))
+	assert.Equal(t, []store.StepStatus{store.StepFailed, store.StepSkipped}, []store.StepStatus{st.Steps[0].Status, st.Steps[1].Status})
+	t.Logf("rescued %v after the lease began", time.Since(started).Round(time.Millisecond))
+}
+
+// TestCancelDocument cancels a document's task while a step runs: the
+// step's context is canceled (its log line says so), no later step runs,
+// and the task ends canceled with the reason.
+func TestCancelDocument(t *testing.T) {
+	svc := startService(t, 100, time.Second) // steps of 30 s and more
+	resp := submit(t, svc.url, request(t, "doc-1", nil), "")
+	statusURL := svc.url + resp["status_url"].(string)
+	await(t, statusURL, running)
+
+	cancelURL := svc.url + "/process/document/doc-1/cancel"
+	r := do(t, http.MethodPost, cancelURL, []byte(`{"reason":"wrong file"}`), "Content-Type", "application/json")
+	require.Equal(t, http.StatusAccepted, r.code, "body: %s", r.body)
+	assert.Equal(t, "/process/document/doc-1/status", r.header.Get("Location"))
+	doc := await(t, statusURL, ended)
+	assert.Equal(t, "canceled", doc["status"])
+	assert.Equal(t, "wrong file", doc["cancel_reason"])
+	assert.Equal(t, "cancellation requested: wrong file", doc["error_message"])
+	assert.Equal(t, map[string]any{stepFileNode: "failed", stepGraph: "skipped", stepEmbedding: "skipped",
+		stepIndexing: "skipped", stepFreshness: "skipped"}, doc["pipeline_steps"])
+	lines := logLines(t, svc.logs, "step canceled", "doc-1")
+	require.Len(t, lines, 1)
+	assert.Equal(t, "cancellation requested: wrong file", lines[0]["cause"])
+	assert.Empty(t, logLines(t, svc.logs, "step succeeded", "doc-1"), "no later step ran")
+
+	assert.Equal(t, http.StatusAccepted, do(t, http.MethodPost, cancelURL, nil).code, "a second cancel")
+	assert.Equal(t, http.StatusNotFound, do(t, http.MethodPost, svc.url+"/process/document/doc-2/cancel", nil).code)
+}
+
+// TestRetryDocument: a document whose simulated failure failed its first
+// attempt is retried over HTTP; attempt 2 succeeds, and attempt 1's error
+// is still in the document.
+func TestRetryDocument(t *testing.T) {
+	svc := startService(t, 0, time.Second)
+	resp := submit(t, svc.url, request(t, "doc-1", map[string]any{"simulate_failure": stepEmbedding}), "")
+	statusURL := svc.url + resp["status_url"].(string)
+	failed := await(t, statusURL, ended)
+	require.Equal(t, "failed", failed["status"])
+
+	retryURL := svc.url + "/process/document/doc-1/retry"
+	r := do(t, http.MethodPost, retryURL, nil)
+	require.Equal(t, http.StatusAccepted, r.code, "body: %s", r.body)
+	doc := await(t, statusURL, func(doc map[string]any) bool { return ended(doc) && doc["attempt"] == 2.0 })
+	assert.Equal(t, "success", doc["status"])
+	assert.Equal(t, true, doc["vector_indexed"])
+	assert.InDelta(t, 1, doc["entities_extracted"], 0, "kept from the first attempt")
+	require.Len(t, doc["previous_attempts"], 1)
+	first := doc["previous_attempts"].([]any)[0].(map[string]any)
+	assert.Equal(t, "failed", first["status"])
+	assert.Equal(t, failed["error_message"], first["error_message"])
+	assert.Equal(t, failed["error_details"], first["error_details"])
+
+	r = do(t, http.MethodPost, svc.url+"/process/document/doc-1/cancel", nil)
+	assert.Equal(t, http.StatusConflict, r.code, "an ended task cannot be canceled")
+	assert.Contains(t, r.object(t)["detail"], "ended")
 }

@@ -38,15 +38,22 @@ func openStore(ctx context.Context, cfg config, logger *slog.Logger) (store.Stor
 	}
 	opts.ContextTimeoutEnabled = true // let the store's deadlines bound socket I/O
 	opts.DisableIdentity = true       // Redis 7.0 refuses CLIENT SETINFO
+	// go-redis logs what it does not return (failed dials during an
+	// outage) through a logger of its own, which is the program's to set:
+	// it goes to the service's log, in its format.
+	redis.SetLogger(redisstore.NewRedisLogger(logger))
 	client := redis.NewClient(opts)
+	st, err := redisstore.OpenOrFallback(ctx, client, mem,
+		redisstore.WithPrefix(cfg.redisPrefix), redisstore.WithLogger(logger))
 	closeAll := func() {
+		if rs, ok := st.(*redisstore.Store); ok {
+			_ = rs.Close() // ends the watches still open
+		}
 		mem.Close()
 		if err := client.Close(); err != nil {
 			logger.Warn("closing the Redis client", "err", err)
 		}
 	}
-
-	st, err := redisstore.OpenOrFallback(ctx, client, mem, logger, redisstore.WithPrefix(cfg.redisPrefix))
 	if err != nil {
 		closeAll()
 		return nil, nil, err

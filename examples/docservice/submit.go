@@ -64,7 +64,7 @@ func (s *server) submit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx := r.Context()
-	j := &job{doc: doc, tracker: s.tracker, log: s.log, scale: s.delayScale, heartbeat: taskLease / 3}
+	j := &job{doc: doc, log: s.log, scale: s.delayScale, heartbeat: s.heartbeat()}
 	p, err := j.pipeline()
 	if err != nil {
 		s.requestFailed(ctx, err)
@@ -72,13 +72,17 @@ func (s *server) submit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	if prob := s.record(ctx, doc, p.Steps()); prob != nil {
+	first, prob := s.record(ctx, doc, p.Steps())
+	if prob != nil {
 		writeProblem(w, r, prob)
 		return
 	}
+	if !first {
+		doc.FailAt = "" // a simulated failure is a transient fault: the first attempt only
+	}
 	if err := s.runner.Go(ctx, p, s.tracker, doc.ID); err != nil {
 		// Shutting down: the task will not run, so it must not stay pending.
-		_ = s.tracker.Cancel(context.WithoutCancel(ctx), doc.ID, err)
+		_ = s.tracker.Apply(context.WithoutCancel(ctx), doc.ID, tracker.Cancel(err))
 		writeProblem(w, r, &problem{Status: http.StatusServiceUnavailable, Detail: "The service is shutting down. Retry later."})
 		return
 	}
@@ -101,42 +105,78 @@ func (s *server) submit(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// record records doc's task as pending with the named steps planned, or
-// starts a new attempt of it if it has ended, and sets the result fields
-// the origin serves from the start. It returns the problem to answer if it
-// cannot.
-func (s *server) record(ctx context.Context, doc *document, steps []string) *problem {
-	err := s.tracker.Create(ctx, doc.ID, steps...)
+// record records doc's task as pending with the named steps planned, of
+// kind document and labeled with its project, or
+// starts a new attempt of it if it has ended or was abandoned (its process
+// died: its lease ended), and sets the result fields the origin serves from
+// the start, in the same write. It reports whether the task is at its first
+// attempt, or returns the problem to answer if it cannot record it.
+func (s *server) record(ctx context.Context, doc *document, steps []string) (first bool, prob *problem) {
+	result := results(doc)
+	create := []tracker.Change{tracker.Create(steps...), tracker.Kind(taskKind),
+		tracker.Label(projectLabel, doc.Project), result}
+	err := s.tracker.Apply(ctx, doc.ID, create...)
+	first = err == nil
 	if errors.Is(err, store.ErrExists) {
-		err = s.tracker.Retry(ctx, doc.ID)
+		err = s.tracker.Apply(ctx, doc.ID, tracker.Retry(), result)
 		if errors.Is(err, store.ErrNotFound) { // it expired since
-			err = s.tracker.Create(ctx, doc.ID, steps...)
+			err = s.tracker.Apply(ctx, doc.ID, create...)
+			first = err == nil
 		}
 	}
 	switch {
 	case err == nil:
+		return first, nil
 	case errors.Is(err, store.ErrInvalidTransition), errors.Is(err, store.ErrExists):
-		return &problem{
+		return false, &problem{
 			Status: http.StatusConflict,
 			Detail: "The document is already being processed; its status is at " + s.statusPath.URL(doc.ID) + ".",
 		}
 	case errors.Is(err, store.ErrUnavailable):
-		return &problem{Status: http.StatusServiceUnavailable, Detail: "The status store is unavailable. Retry later."}
-	default:
-		return &problem{Status: http.StatusInternalServerError, Detail: "The document could not be queued."}
+		return false, &problem{Status: http.StatusServiceUnavailable, Detail: "The status store is unavailable. Retry later."}
 	}
-	// vector_indexed is false until qdrant_indexing succeeds. If this write
-	// fails the work goes on; the tracker has logged why.
-	_ = s.tracker.SetResult(ctx, doc.ID, map[string]any{
+	return false, &problem{Status: http.StatusInternalServerError, Detail: "The document could not be queued."}
+}
+
+// results returns the change that sets the result fields the origin
+// serves from the start of each attempt.
+func results(doc *document) tracker.Change {
+	return tracker.SetResult(map[string]any{
 		"entities_extracted": doc.Entities,
-		"vector_indexed":     false,
+		"vector_indexed":     false, // until qdrant_indexing succeeds
 	})
-	return nil
+}
+
+// restart runs a new attempt of a document's task, started by the retry
+// endpoint, from ended, the state of the attempt that ended: the status
+// store keeps the document's id, project and entities, not its content,
+// so the embedding of a retried document is one chunk. The attempt is
+// not the first, so a simulated failure does not happen again.
+func (s *server) restart(ctx context.Context, ended store.State) error {
+	doc := &document{ID: ended.ID, Project: ended.Labels[projectLabel]}
+	if raw, ok := ended.Result["entities_extracted"]; ok {
+		if err := json.Unmarshal(raw, &doc.Entities); err != nil {
+			return fmt.Errorf("entities_extracted of %q: %w", ended.ID, err)
+		}
+	}
+	j := &job{doc: doc, log: s.log, scale: s.delayScale, heartbeat: s.heartbeat()}
+	p, err := j.pipeline()
+	if err != nil {
+		return err
+	}
+	if err := s.tracker.Apply(ctx, doc.ID, results(doc)); err != nil {
+		return err
+	}
+	return s.runner.Go(ctx, p, s.tracker, doc.ID)
 }
 
 // decodeDocument reads and validates the body of r, a submitRequest, or
 // returns the problem to answer.
 func decodeDocument(w http.ResponseWriter, r *http.Request) (*document, *problem) {
+	if ce := r.Header.Get("Content-Encoding"); ce != "" && !strings.EqualFold(ce, "identity") {
+		return nil, &problem{Status: http.StatusUnsupportedMediaType,
+			Detail: "The body must not be encoded (Content-Encoding: " + ce + " is not accepted)."}
+	}
 	if ct := r.Header.Get("Content-Type"); ct != "" {
 		mt, _, err := mime.ParseMediaType(ct)
 		if err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {

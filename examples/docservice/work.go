@@ -78,7 +78,7 @@ type document struct {
 	Project  string
 	Content  string
 	Entities int    // the entities found in Content
-	FailAt   string // the step to fail, or ""
+	FailAt   string // the step to fail (on the first attempt only), or ""
 }
 
 // sourcePath returns the document's URI, as the origin records it in the
@@ -107,10 +107,9 @@ func notWordRune(r rune) bool {
 // pipeline.
 type job struct {
 	doc       *document
-	tracker   *tracker.Tracker
 	log       *slog.Logger
 	scale     float64       // applied to each step's delay
-	heartbeat time.Duration // how often a long step renews the task's lease
+	heartbeat time.Duration // how often a long step renews the task's lease; 0: never
 }
 
 // pipeline returns the pipeline that processes j's document. Each document
@@ -151,7 +150,8 @@ func (j *job) logged(step string, fn pipeline.Func) pipeline.Func {
 			return nil
 		}
 		attrs = append(attrs, slog.String("err", err.Error()))
-		if ctx.Err() != nil { // stopped by a shutdown: not the step's failure
+		if ctx.Err() != nil { // stopped by a shutdown or a cancel request: not the step's failure
+			attrs = append(attrs, slog.String("cause", context.Cause(ctx).Error()))
 			j.log.LogAttrs(ctx, slog.LevelInfo, "step canceled", attrs...)
 			return err
 		}
@@ -205,19 +205,23 @@ func (j *job) analyseFreshness(ctx context.Context, task *pipeline.Task) error {
 
 // work simulates d (scaled) of the work of step: it waits, renewing the
 // task's lease while it does, and then fails with a [ConnectionError] if
-// the document asked for step to fail. It returns ctx's error if ctx is
+// the document asked for step to fail. It returns ctx's cause if ctx is
 // done first.
 func (j *job) work(ctx context.Context, task *pipeline.Task, step string, d time.Duration) error {
 	timer := time.NewTimer(time.Duration(float64(d) * j.scale))
 	defer timer.Stop()
-	heartbeat := time.NewTicker(j.heartbeat)
-	defer heartbeat.Stop()
+	var beat <-chan time.Time
+	if j.heartbeat > 0 {
+		heartbeat := time.NewTicker(j.heartbeat)
+		defer heartbeat.Stop()
+		beat = heartbeat.C
+	}
 	for {
 		select {
 		case <-ctx.Done():
-			return ctx.Err()
-		case <-heartbeat.C:
-			_ = j.tracker.Heartbeat(ctx, task.ID()) // reported to the tracker's error handler
+			return context.Cause(ctx)
+		case <-beat:
+			task.Heartbeat() // its errors go to the tracker's error handler
 		case <-timer.C:
 			if j.doc.FailAt == step {
 				op, _ := operation(step)

@@ -13,7 +13,8 @@
 // Each rule is a named subtest that builds its own fixture, uses ids of its
 // own, runs in parallel with the others, and says in its failure message
 // which rule was broken. If the store implements [store.Watcher], the watch
-// rules are checked too.
+// rules are checked too, and if it implements [store.Lister], the listing
+// rules: a fixture's store must then hold only the tasks its rule writes.
 package storetest
 
 import (
@@ -22,6 +23,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -62,12 +64,17 @@ func Run(t *testing.T, newFixture func(t *testing.T) Fixture) {
 		{"VersionIncrements", testVersionIncrements},
 		{"ConflictOnStaleVersion", testConflict},
 		{"CreateAfterDelete", testCreateAfterDelete},
+		{"Incarnation", testIncarnation},
+		{"Restore", testRestore},
+		{"Resend", testResend},
+		{"InvalidWrite", testInvalidWrite},
 		{"TTL", testTTL},
 		{"ConcurrentWriters", testConcurrentWriters},
 		{"InvalidID", testInvalidID},
 		{"InvalidState", testInvalidState},
 		{"LargeValues", testLargeValues},
 		{"ReadIsolation", testReadIsolation},
+		{"CopiesOut", testCopiesOut},
 		{"PutKeepsNoMemory", testPutKeepsNoMemory},
 		{"CanceledContext", testCanceledContext},
 		{"WatchUnknown", watchTest(testWatchUnknown)},
@@ -75,6 +82,14 @@ func Run(t *testing.T, newFixture func(t *testing.T) Fixture) {
 		{"WatchAfterEnd", watchTest(testWatchAfterEnd)},
 		{"WatchCancel", watchTest(testWatchCancel)},
 		{"WatchDelete", watchTest(testWatchDelete)},
+		{"WatchQuiet", watchTest(testWatchQuiet)},
+		{"WatchCopiesOut", watchTest(testWatchCopiesOut)},
+		{"ListFilters", listTest(testListFilters)},
+		{"ListPages", listTest(testListPages)},
+		{"ListPagesWhileWritten", listTest(testListPagesWhileWritten)},
+		{"ListExpiry", listTest(testListExpiry)},
+		{"ListInvalid", listTest(testListInvalid)},
+		{"Count", listTest(testCount)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -96,18 +111,34 @@ func watchTest(test func(t *testing.T, w store.Watcher, f Fixture, id string)) f
 	}
 }
 
+// listTest runs test only for stores that implement store.Lister.
+func listTest(test func(t *testing.T, l store.Lister, f Fixture, id string)) func(*testing.T, Fixture, string) {
+	return func(t *testing.T, f Fixture, id string) {
+		if l, ok := f.Store.(store.Lister); ok {
+			test(t, l, f, id)
+		}
+	}
+}
+
 // newState returns a pending task at version 1, created at a fixed instant
 // with a nanosecond part, so that lost precision shows.
 func newState(id string) store.State {
 	created := time.Date(2025, 11, 12, 10, 0, 0, 123456789, time.UTC)
 	return store.State{
-		ID:        id,
-		Status:    store.StatusPending,
-		CreatedAt: created,
-		UpdatedAt: created,
-		Attempt:   1,
-		Version:   1,
+		ID:          id,
+		Incarnation: fmt.Sprintf("inc-%08x", rand.Uint32()),
+		Status:      store.StatusPending,
+		CreatedAt:   created,
+		UpdatedAt:   created,
+		Attempt:     1,
+		Version:     1,
 	}
+}
+
+// write returns the write of st computed from the version before it,
+// with a write id of its own.
+func write(st store.State) store.Write {
+	return store.Write{State: st, Prev: st.Version - 1, ID: fmt.Sprintf("w-%016x", rand.Uint64())}
 }
 
 // next returns the state after st with one change applied by edit.
@@ -121,9 +152,19 @@ func next(st store.State, edit func(*store.State)) store.State {
 	return st
 }
 
+// ttlOfTest is the time to live of the tasks of the TTL rule.
+const ttlOfTest = time.Hour
+
+// expiring returns the write of st with the TTL rule's time to live.
+func expiring(st store.State) store.Write {
+	w := write(st)
+	w.TTL = ttlOfTest
+	return w
+}
+
 func put(t *testing.T, s store.Store, st store.State) {
 	t.Helper()
-	require.NoError(t, s.Put(t.Context(), st, 0), "Put of version %d", st.Version)
+	require.NoError(t, s.Put(t.Context(), write(st)), "Put of version %d", st.Version)
 }
 
 // requireState fails unless got records want, comparing times to the
@@ -142,12 +183,15 @@ func requireState(t *testing.T, want, got store.State, msgAndArgs ...any) {
 
 func truncate(st store.State) store.State {
 	st = st.Clone()
-	for _, tm := range []*time.Time{&st.CreatedAt, &st.StartedAt, &st.UpdatedAt, &st.CompletedAt, &st.LeaseUntil} {
-		*tm = tm.Truncate(time.Millisecond).UTC()
-	}
+	times := []*time.Time{&st.CreatedAt, &st.StartedAt, &st.UpdatedAt, &st.CompletedAt, &st.LeaseUntil, &st.CancelRequestedAt}
 	for i := range st.Steps {
-		st.Steps[i].StartedAt = st.Steps[i].StartedAt.Truncate(time.Millisecond).UTC()
-		st.Steps[i].CompletedAt = st.Steps[i].CompletedAt.Truncate(time.Millisecond).UTC()
+		times = append(times, &st.Steps[i].StartedAt, &st.Steps[i].CompletedAt)
+	}
+	for i := range st.PreviousAttempts {
+		times = append(times, &st.PreviousAttempts[i].StartedAt, &st.PreviousAttempts[i].CompletedAt)
+	}
+	for _, tm := range times {
+		*tm = tm.Truncate(time.Millisecond).UTC()
 	}
 	return st
 }
@@ -171,6 +215,8 @@ func testRoundTrip(t *testing.T, f Fixture, id string) {
 	at := st.CreatedAt
 	full := next(st, func(s *store.State) {
 		s.CorrelationID = "c9a7f417-c2d2-48a3-802b-fa00e20dd207"
+		s.Kind = "document"
+		s.Labels = map[string]string{"project_id": "my-project", "tenant": "ünïcode tenant"}
 		s.Status = store.StatusFailed
 		s.StartedAt = at.Add(time.Second)
 		s.CompletedAt = at.Add(5234 * time.Millisecond)
@@ -184,19 +230,49 @@ func testRoundTrip(t *testing.T, f Fixture, id string) {
 		s.Steps = []store.Step{
 			{Name: "file_node_creation", Status: store.StepSuccess, StartedAt: at.Add(time.Second), CompletedAt: at.Add(2 * time.Second), Attempt: 1},
 			{Name: "embedding_generation", Status: store.StepFailed, StartedAt: at.Add(2 * time.Second), CompletedAt: at.Add(3 * time.Second), Error: "Connection refused", Attempt: 3},
-			{Name: "freshness_analysis", Status: store.StepSkipped},
+			{Name: "freshness_analysis", Status: store.StepFailed, StartedAt: at.Add(3 * time.Second), CompletedAt: at.Add(3 * time.Second), Error: "dependency embedding_generation failed", Attempt: 1},
 		}
 		s.Progress = store.Progress{Done: 2, Total: 5, Message: "embedding"}
 		s.Result = map[string]json.RawMessage{
 			"entities_extracted": json.RawMessage(`42`),
 			"vector_indexed":     json.RawMessage(`false`),
 		}
+		s.CancelRequestedAt = at.Add(2500 * time.Millisecond)
+		s.CancelReason = "superseded by «v2»"
 		s.Attempt = 2
+		s.PreviousAttempts = []store.Attempt{{
+			Attempt: 1, Status: store.StatusFailed, StartedAt: at.Add(100 * time.Millisecond),
+			CompletedAt: at.Add(900 * time.Millisecond), ErrorMessage: "timeout ✗",
+			ErrorDetails: map[string]json.RawMessage{"exception_type": json.RawMessage(`"TimeoutError"`)},
+		}}
 	})
+	requireEveryField(t, full)
 	put(t, f.Store, full)
 	got, err = f.Store.Get(t.Context(), id)
 	require.NoError(t, err)
 	requireState(t, full, got, "every field must read back as written")
+}
+
+// requireEveryField fails if a field of st, of its steps or of its
+// previous attempts, holds its
+// zero value: a field added to store.State must be set in the states this
+// suite writes, so that every store is checked to keep it.
+func requireEveryField(t *testing.T, st store.State) {
+	t.Helper()
+	var zeros []string
+	collect := func(prefix string, v reflect.Value) {
+		for i := range v.NumField() {
+			if v.Field(i).IsZero() {
+				zeros = append(zeros, prefix+v.Type().Field(i).Name)
+			}
+		}
+	}
+	collect("State.", reflect.ValueOf(st))
+	require.NotEmpty(t, st.Steps)
+	collect("Step.", reflect.ValueOf(st.Steps[len(st.Steps)-1]))
+	require.NotEmpty(t, st.PreviousAttempts)
+	collect("Attempt.", reflect.ValueOf(st.PreviousAttempts[0]))
+	require.Empty(t, zeros, "storetest writes no value in these fields, so no store is checked to keep them: set them in testRoundTrip")
 }
 
 func testVersionIncrements(t *testing.T, f Fixture, id string) {
@@ -215,10 +291,10 @@ func testConflict(t *testing.T, f Fixture, id string) {
 	v1 := newState(id)
 	put(t, f.Store, v1)
 
-	require.ErrorIs(t, f.Store.Put(ctx, v1, 0), store.ErrConflict,
+	require.ErrorIs(t, f.Store.Put(ctx, write(v1)), store.ErrConflict,
 		"creating a task that exists (version 1 again) must be a conflict")
 	v3 := next(next(v1, nil), nil)
-	require.ErrorIs(t, f.Store.Put(ctx, v3, 0), store.ErrConflict,
+	require.ErrorIs(t, f.Store.Put(ctx, write(v3)), store.ErrConflict,
 		"a write that skips a version must be a conflict")
 
 	got, err := f.Store.Get(ctx, id)
@@ -228,7 +304,7 @@ func testConflict(t *testing.T, f Fixture, id string) {
 	v2 := next(v1, func(s *store.State) { s.Status = store.StatusRunning })
 	put(t, f.Store, v2)
 	stale := next(v1, func(s *store.State) { s.Status = store.StatusCanceled })
-	require.ErrorIs(t, f.Store.Put(ctx, stale, 0), store.ErrConflict,
+	require.ErrorIs(t, f.Store.Put(ctx, write(stale)), store.ErrConflict,
 		"a write computed from an older version must be a conflict")
 	got, err = f.Store.Get(ctx, id)
 	require.NoError(t, err)
@@ -243,25 +319,24 @@ func testCreateAfterDelete(t *testing.T, f Fixture, id string) {
 	require.NoError(t, f.Store.Delete(ctx, id))
 	_, err := f.Store.Get(ctx, id)
 	require.ErrorIs(t, err, store.ErrNotFound, "a deleted task must be gone")
-	require.ErrorIs(t, f.Store.Put(ctx, next(next(st, nil), nil), 0), store.ErrConflict,
+	require.ErrorIs(t, f.Store.Put(ctx, write(next(next(st, nil), nil))), store.ErrConflict,
 		"a deleted task must not be updated as if it still existed")
 	put(t, f.Store, st)
 }
 
 func testTTL(t *testing.T, f Fixture, id string) {
 	ctx := t.Context()
-	const ttl = time.Hour
 	forever := newState(id + "-forever")
-	require.NoError(t, f.Store.Put(ctx, forever, 0))
+	require.NoError(t, f.Store.Put(ctx, write(forever)))
 
 	st := newState(id)
-	require.NoError(t, f.Store.Put(ctx, st, ttl))
+	require.NoError(t, f.Store.Put(ctx, expiring(st)))
 	f.Advance(t, 40*time.Minute)
 	_, err := f.Store.Get(ctx, id)
 	require.NoError(t, err, "a task must live until its TTL ends")
 
 	st = next(st, nil)
-	require.NoError(t, f.Store.Put(ctx, st, ttl), "write before expiry")
+	require.NoError(t, f.Store.Put(ctx, expiring(st)), "write before expiry")
 	f.Advance(t, 40*time.Minute)
 	_, err = f.Store.Get(ctx, id)
 	require.NoError(t, err, "every write must restart the TTL")
@@ -269,12 +344,105 @@ func testTTL(t *testing.T, f Fixture, id string) {
 	f.Advance(t, 21*time.Minute)
 	_, err = f.Store.Get(ctx, id)
 	require.ErrorIs(t, err, store.ErrNotFound, "a task must expire when its TTL ends")
-	require.ErrorIs(t, f.Store.Put(ctx, next(st, nil), ttl), store.ErrConflict,
+	require.ErrorIs(t, f.Store.Put(ctx, expiring(next(st, nil))), store.ErrConflict,
 		"an expired task must not be updated as if it still existed")
-	require.NoError(t, f.Store.Put(ctx, newState(id), ttl), "an expired id can be created again")
+	require.NoError(t, f.Store.Put(ctx, expiring(newState(id))), "an expired id can be created again")
 
 	_, err = f.Store.Get(ctx, forever.ID)
 	require.NoError(t, err, "a task written with ttl 0 must not expire")
+}
+
+// testIncarnation checks that a write computed from a task that was
+// deleted is refused once a new task of the same id has reached the same
+// version: a version number alone does not tell the two apart.
+func testIncarnation(t *testing.T, f Fixture, id string) {
+	ctx := t.Context()
+	old := newState(id)
+	put(t, f.Store, old)
+	old = next(old, nil)
+	put(t, f.Store, old)
+	require.NoError(t, f.Store.Delete(ctx, id))
+
+	renewed := newState(id)
+	require.NotEqual(t, old.Incarnation, renewed.Incarnation)
+	put(t, f.Store, renewed)
+	renewed = next(renewed, func(s *store.State) { s.Status = store.StatusRunning })
+	put(t, f.Store, renewed)
+
+	stale := next(old, func(s *store.State) { s.Status = store.StatusCanceled })
+	require.ErrorIs(t, f.Store.Put(ctx, write(stale)), store.ErrConflict,
+		"a write computed from another incarnation must be refused, though its version follows the stored one")
+	got, err := f.Store.Get(ctx, id)
+	require.NoError(t, err)
+	requireState(t, renewed, got, "a write of another incarnation must change nothing")
+}
+
+// testRestore checks that a task the store lost can be written again with
+// the versions its readers knew (Prev 0), and only while it is absent.
+func testRestore(t *testing.T, f Fixture, id string) {
+	ctx := t.Context()
+	st := newState(id)
+	for range 6 {
+		st = next(st, nil)
+	}
+	restore := store.Write{State: st, ID: "restore-" + id}
+	require.NoError(t, f.Store.Put(ctx, restore), "a write with Prev 0 must create a task at any version")
+	got, err := f.Store.Get(ctx, id)
+	require.NoError(t, err)
+	requireState(t, st, got, "a restored task must read back at its version")
+
+	again := next(st, nil)
+	require.ErrorIs(t, f.Store.Put(ctx, store.Write{State: again, ID: "restore-2-" + id}), store.ErrConflict,
+		"a write with Prev 0 must be refused while the task exists")
+	put(t, f.Store, again)
+}
+
+// testResend checks that a write applied once is recognised when it is
+// resent (its reply was lost), even after other writes: it changes nothing
+// and succeeds.
+func testResend(t *testing.T, f Fixture, id string) {
+	ctx := t.Context()
+	created := write(newState(id))
+	require.NoError(t, f.Store.Put(ctx, created))
+	require.NoError(t, f.Store.Put(ctx, created), "a create resent at once must succeed")
+
+	first := write(next(created.State, func(s *store.State) { s.Status = store.StatusRunning }))
+	require.NoError(t, f.Store.Put(ctx, first))
+	cur := first.State
+	for range store.MinWriteIDs - 1 {
+		cur = next(cur, func(s *store.State) { s.Progress.Done++ })
+		put(t, f.Store, cur)
+	}
+	require.NoError(t, f.Store.Put(ctx, first),
+		"a write resent after %d other writes must be recognised as applied", store.MinWriteIDs-1)
+	got, err := f.Store.Get(ctx, id)
+	require.NoError(t, err)
+	requireState(t, cur, got, "a resent write must change nothing")
+
+	other := first
+	other.ID = "never-" + id
+	require.ErrorIs(t, f.Store.Put(ctx, other), store.ErrConflict,
+		"a stale write with an id the store never applied must be a conflict")
+
+	require.NoError(t, f.Store.Delete(ctx, id))
+	require.NoError(t, f.Store.Put(ctx, created), "after a delete, a create resent must create the task")
+}
+
+func testInvalidWrite(t *testing.T, f Fixture, id string) {
+	ctx := t.Context()
+	st := newState(id)
+	for name, w := range map[string]store.Write{
+		"version not after Prev": {State: next(st, nil), Prev: 5},
+		"negative Prev":          {State: st, Prev: -1},
+		"long write id":          {State: st, ID: strings.Repeat("w", store.MaxIDLen+1)},
+		"long incarnation": {State: next(st, func(s *store.State) {
+			s.Version, s.Incarnation = 1, strings.Repeat("i", store.MaxIDLen+1)
+		})},
+	} {
+		require.ErrorIs(t, f.Store.Put(ctx, w), store.ErrInvalidInput, "Put must refuse a write with %s", name)
+	}
+	_, err := f.Store.Get(ctx, id)
+	require.ErrorIs(t, err, store.ErrNotFound, "a refused write must not be stored")
 }
 
 // testConcurrentWriters has many goroutines each add one step to the same
@@ -296,9 +464,9 @@ func testConcurrentWriters(t *testing.T, f Fixture, id string) {
 					errs <- err
 					return
 				}
-				err = f.Store.Put(ctx, next(cur, func(s *store.State) {
+				err = f.Store.Put(ctx, write(next(cur, func(s *store.State) {
 					s.Steps = append(s.Steps, store.Step{Name: step, Status: store.StepSuccess})
-				}), 0)
+				})))
 				if !errors.Is(err, store.ErrConflict) {
 					errs <- err
 					return
@@ -323,7 +491,7 @@ func testInvalidID(t *testing.T, f Fixture, _ string) {
 		_, err := f.Store.Get(ctx, id)
 		require.ErrorIs(t, err, store.ErrInvalidID, "Get(%q)", id)
 		st := newState(id)
-		require.ErrorIs(t, f.Store.Put(ctx, st, 0), store.ErrInvalidID, "Put(%q)", id)
+		require.ErrorIs(t, f.Store.Put(ctx, write(st)), store.ErrInvalidID, "Put(%q)", id)
 		require.ErrorIs(t, f.Store.Delete(ctx, id), store.ErrInvalidID, "Delete(%q)", id)
 		if w, ok := f.Store.(store.Watcher); ok {
 			_, err := w.Watch(ctx, id)
@@ -343,7 +511,7 @@ func testInvalidState(t *testing.T, f Fixture, id string) {
 	} {
 		st := newState(id)
 		edit(&st)
-		require.ErrorIs(t, f.Store.Put(t.Context(), st, 0), store.ErrInvalidInput, "Put must refuse a state with %s", name)
+		require.ErrorIs(t, f.Store.Put(t.Context(), write(st)), store.ErrInvalidInput, "Put must refuse a state with %s", name)
 		_, err := f.Store.Get(t.Context(), id)
 		require.ErrorIs(t, err, store.ErrNotFound, "a refused state must not be stored (%s)", name)
 	}
@@ -406,6 +574,60 @@ func testReadIsolation(t *testing.T, f Fixture, id string) {
 	requireState(t, before, read, "writes of other tasks must not change a state already read")
 }
 
+// scribble changes every part of st a reader could change in place.
+func scribble(st *store.State) {
+	st.Status = store.StatusCanceled
+	st.CreatedAt = st.CreatedAt.Add(time.Hour)
+	for i := range st.Steps {
+		st.Steps[i].Status = store.StepSkipped
+		st.Steps[i].Name += "!"
+	}
+	st.Steps = append(st.Steps, store.Step{Name: "added", Status: store.StepFailed})
+	for _, m := range []map[string]json.RawMessage{st.ErrorDetails, st.Result} {
+		for k, v := range m {
+			for i := range v {
+				v[i] = ' '
+			}
+			m[k+"!"] = json.RawMessage(`0`)
+		}
+	}
+}
+
+// richState returns st at version 1 with steps, details and results.
+func richState(id string) store.State {
+	return next(newState(id), func(s *store.State) {
+		s.Version, s.Status = 1, store.StatusRunning
+		s.Steps = []store.Step{{Name: "a", Status: store.StepRunning}, {Name: "b", Status: store.StepPending}}
+		s.ErrorDetails = map[string]json.RawMessage{"exception_type": json.RawMessage(`"X"`)}
+		s.Result = map[string]json.RawMessage{"n": json.RawMessage(`1`), "tags": json.RawMessage(`["x"]`)}
+	})
+}
+
+// testCopiesOut checks that changing any part of a State the store
+// returned changes nothing stored: readers own what they read.
+func testCopiesOut(t *testing.T, f Fixture, id string) {
+	ctx := t.Context()
+	st := richState(id)
+	put(t, f.Store, st)
+	for range 2 { // twice: a store might share memory between reads
+		read, err := f.Store.Get(ctx, id)
+		require.NoError(t, err)
+		scribble(&read)
+		got, err := f.Store.Get(ctx, id)
+		require.NoError(t, err)
+		requireState(t, st, got, "changing a state read must not change the stored task")
+	}
+	// The same for a task that has ended, which a store may keep apart.
+	ended := next(st, func(s *store.State) { s.Status = store.StatusSuccess })
+	put(t, f.Store, ended)
+	read, err := f.Store.Get(ctx, id)
+	require.NoError(t, err)
+	scribble(&read)
+	got, err := f.Store.Get(ctx, id)
+	require.NoError(t, err)
+	requireState(t, ended, got, "changing a state read must not change the stored task")
+}
+
 // testPutKeepsNoMemory checks that a caller may change the steps of a State
 // it has written: the store keeps none of them.
 func testPutKeepsNoMemory(t *testing.T, f Fixture, id string) {
@@ -431,6 +653,15 @@ func testPutKeepsNoMemory(t *testing.T, f Fixture, id string) {
 	got, err = f.Store.Get(ctx, id)
 	require.NoError(t, err)
 	requireState(t, want2, got, "changing a state after Put must not change the stored task")
+
+	// And the maps and their values.
+	rich := richState(id + "-rich")
+	want3 := rich.Clone()
+	put(t, f.Store, rich)
+	scribble(&rich)
+	got, err = f.Store.Get(ctx, rich.ID)
+	require.NoError(t, err)
+	requireState(t, want3, got, "changing a state after Put must not change the stored task")
 }
 
 func testCanceledContext(t *testing.T, f Fixture, id string) {
@@ -438,7 +669,7 @@ func testCanceledContext(t *testing.T, f Fixture, id string) {
 	cancel()
 	_, err := f.Store.Get(ctx, id)
 	require.ErrorIs(t, err, context.Canceled, "Get with a canceled context")
-	require.ErrorIs(t, f.Store.Put(ctx, newState(id), 0), context.Canceled, "Put with a canceled context")
+	require.ErrorIs(t, f.Store.Put(ctx, write(newState(id))), context.Canceled, "Put with a canceled context")
 	_, err = f.Store.Get(t.Context(), id)
 	require.ErrorIs(t, err, store.ErrNotFound, "a Put with a canceled context must not write")
 }
@@ -480,7 +711,7 @@ func testWatchInOrder(t *testing.T, w store.Watcher, f Fixture, id string) {
 					s.Status = store.StatusSuccess
 				}
 			})
-			if err := f.Store.Put(context.Background(), cur, 0); err != nil {
+			if err := f.Store.Put(context.Background(), write(cur)); err != nil {
 				written <- err
 				return
 			}
@@ -543,4 +774,58 @@ func testWatchDelete(t *testing.T, w store.Watcher, f Fixture, id string) {
 			return
 		}
 	}
+}
+
+// testWatchQuiet checks that a quiet write is not delivered on its own:
+// the watcher sees the next write that is.
+func testWatchQuiet(t *testing.T, w store.Watcher, f Fixture, id string) {
+	st := next(newState(id), func(s *store.State) { s.Version, s.Status = 1, store.StatusRunning })
+	put(t, f.Store, st)
+	ch, err := w.Watch(t.Context(), id)
+	require.NoError(t, err)
+	_, ok := receive(t, ch)
+	require.True(t, ok)
+
+	renewal := next(st, func(s *store.State) { s.LeaseUntil = s.UpdatedAt.Add(time.Minute) })
+	quiet := write(renewal)
+	quiet.Quiet = true
+	require.NoError(t, f.Store.Put(t.Context(), quiet))
+	got, err := f.Store.Get(t.Context(), id)
+	require.NoError(t, err)
+	requireState(t, renewal, got, "a quiet write is stored like any other")
+
+	done := next(renewal, func(s *store.State) { s.Status = store.StatusSuccess })
+	put(t, f.Store, done)
+	delivered, ok := receive(t, ch)
+	require.True(t, ok)
+	requireState(t, done, delivered, "after a quiet write, the watcher must get the next announced state, not the quiet one")
+}
+
+// testWatchCopiesOut checks that states delivered to watchers are theirs:
+// changing one changes neither the store nor what other watchers get.
+func testWatchCopiesOut(t *testing.T, w store.Watcher, f Fixture, id string) {
+	st := richState(id)
+	put(t, f.Store, st)
+	a, err := w.Watch(t.Context(), id)
+	require.NoError(t, err)
+	b, err := w.Watch(t.Context(), id)
+	require.NoError(t, err)
+	first, ok := receive(t, a)
+	require.True(t, ok)
+	scribble(&first)
+	other, ok := receive(t, b)
+	require.True(t, ok)
+	requireState(t, st, other, "changing a state one watcher got must not change another's")
+
+	st = next(st, func(s *store.State) { s.Progress.Done = 1 })
+	put(t, f.Store, st)
+	got, ok := receive(t, a)
+	require.True(t, ok)
+	scribble(&got)
+	got, ok = receive(t, b)
+	require.True(t, ok)
+	requireState(t, st, got, "changing a state one watcher got must not change another's")
+	stored, err := f.Store.Get(t.Context(), id)
+	require.NoError(t, err)
+	requireState(t, st, stored, "changing a state a watcher got must not change the stored task")
 }

@@ -1,0 +1,210 @@
+package httpapi
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+
+	"github.com/taskstatus/taskstatus/store"
+	"github.com/taskstatus/taskstatus/tracker"
+)
+
+// maxReasonBytes bounds the reason of a cancel request, and maxActionBody
+// the body that holds it.
+const (
+	maxReasonBytes = 1 << 10
+	maxActionBody  = 4 << 10
+)
+
+// action is what the cancel and retry handlers share.
+type action struct {
+	config
+	tr     *tracker.Tracker
+	status StatusPath
+}
+
+// newAction returns the action of the handler named name, or the error of
+// its arguments.
+func newAction(name string, tr *tracker.Tracker, status StatusPath, opts []Option) (action, error) {
+	if tr == nil {
+		return action{}, fmt.Errorf("httpapi: %s: nil tracker", name)
+	}
+	if status.wildcard == "" {
+		return action{}, fmt.Errorf("httpapi: %s: zero StatusPath: make one with ParseStatusPath", name)
+	}
+	c, err := newConfig(opts)
+	if err != nil {
+		return action{}, err
+	}
+	return action{config: c, tr: tr, status: status}, nil
+}
+
+// CancelHandler returns a handler that asks for the cancellation of the
+// task named by the request's path value (see [WithPathValue]), from any
+// process: a POST, whose body may be a JSON object with the reason,
+// {"reason": "wrong file"} (at most 1 KB), records the request with
+// [tracker.RequestCancel]; the work running the task, wherever it runs,
+// stops and records the task canceled. It answers:
+//
+//   - 202 Accepted with the task's status URL in Location (built with
+//     status) and in the body's status_url, once the request is recorded,
+//     or was already: asking twice is the same as asking once;
+//   - 409 Conflict with a problem saying why if the task has ended;
+//   - 404 for an unknown task, or one the authorization hook refuses;
+//   - 400 for an invalid id or body, 405 for a method other than POST,
+//     503 with Retry-After if the store is unavailable.
+//
+// It takes the options of [StatusHandler]: WithPathValue, WithIDField,
+// WithAuthorize, WithRetryAfter and WithErrorHandler concern it.
+func CancelHandler(tr *tracker.Tracker, status StatusPath, opts ...Option) (http.Handler, error) {
+	a, err := newAction("CancelHandler", tr, status, opts)
+	if err != nil {
+		return nil, err
+	}
+	return &cancelHandler{a}, nil
+}
+
+// RetryHandler returns a handler that starts a new attempt of the task
+// named by the request's path value (see [WithPathValue]): a POST records
+// it with [tracker.Retry], then calls start with the state of the attempt
+// that ended, whose kind, labels and results tell the service what work
+// to run again. start must queue or start the work and return; the library
+// does not own the queue. It answers:
+//
+//   - 202 Accepted with the task's status URL in Location (built with
+//     status) and in the body's status_url;
+//   - 409 Conflict with a problem saying why if the task is pending or
+//     running, and not abandoned;
+//   - 503 with Retry-After if start fails: the new attempt is then
+//     recorded canceled with start's error, which goes to the error
+//     handler; and if the store is unavailable;
+//   - 404 for an unknown task, or one the authorization hook refuses;
+//   - 400 for an invalid id, 405 for a method other than POST.
+//
+// It takes the options of [CancelHandler].
+func RetryHandler(tr *tracker.Tracker, status StatusPath, start func(ctx context.Context, ended store.State) error, opts ...Option) (http.Handler, error) {
+	if start == nil {
+		return nil, errors.New("httpapi: RetryHandler: nil start function")
+	}
+	a, err := newAction("RetryHandler", tr, status, opts)
+	if err != nil {
+		return nil, err
+	}
+	return &retryHandler{a, start}, nil
+}
+
+type cancelHandler struct{ action }
+
+// ServeHTTP implements [http.Handler].
+func (h *cancelHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	st, ok := h.task(w, r)
+	if !ok {
+		return
+	}
+	reason, problem := readReason(r)
+	if problem != "" {
+		writeProblem(w, r, http.StatusBadRequest, problem)
+		return
+	}
+	err := h.tr.Apply(r.Context(), st.ID, tracker.RequestCancel(reason))
+	if errors.Is(err, store.ErrTerminal) {
+		writeProblem(w, r, http.StatusConflict, "The task has ended: it cannot be canceled.")
+		return
+	}
+	h.done(w, r, st.ID, err)
+}
+
+type retryHandler struct {
+	action
+	start func(context.Context, store.State) error
+}
+
+// ServeHTTP implements [http.Handler].
+func (h *retryHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	st, ok := h.task(w, r)
+	if !ok {
+		return
+	}
+	ctx := r.Context()
+	err := h.tr.Apply(ctx, st.ID, tracker.Retry())
+	if errors.Is(err, store.ErrInvalidTransition) {
+		writeProblem(w, r, http.StatusConflict, "The task has not ended: only an ended or abandoned task is retried.")
+		return
+	}
+	if err == nil {
+		if err = h.start(ctx, st); err != nil {
+			// The attempt will not run: it must not stay pending.
+			_ = h.tr.Apply(context.WithoutCancel(ctx), st.ID, tracker.Cancel(fmt.Errorf("not started: %w", err)))
+			h.report(r, fmt.Errorf("start task %q: %w", st.ID, err))
+			h.unavailable(w, r, "The task could not be started. Retry later.")
+			return
+		}
+	}
+	h.done(w, r, st.ID, err)
+}
+
+// task reads the task that r names, if the method is POST and the
+// authorization hook lets r see it; otherwise it answers r and reports
+// false.
+func (h *action) task(w http.ResponseWriter, r *http.Request) (store.State, bool) {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", "POST")
+		writeProblem(w, r, http.StatusMethodNotAllowed, "This is done with POST.")
+		return store.State{}, false
+	}
+	id := r.PathValue(h.pathValue)
+	if store.ValidateID(id) != nil {
+		writeProblem(w, r, http.StatusBadRequest, detailInvalidID)
+		return store.State{}, false
+	}
+	st, err := h.tr.Get(r.Context(), id)
+	if err != nil {
+		h.fail(w, r, err)
+		return store.State{}, false
+	}
+	if h.authorize != nil && h.authorize(r, st) != nil {
+		writeProblem(w, r, http.StatusNotFound, detailNotFound)
+		return store.State{}, false
+	}
+	return st, true
+}
+
+// done answers r for the outcome err of the action on task id: 202 with
+// the status's URL, or the error.
+func (h *action) done(w http.ResponseWriter, r *http.Request, id string, err error) {
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	if err := WriteAccepted(w, h.status.URL(id), h.retryAfter, map[string]string{h.idField: id}); err != nil {
+		h.report(r, err)
+	}
+}
+
+// readReason reads the reason of a cancel request from the body of r,
+// which may be empty. If the body is invalid it returns the detail of the
+// problem, for the client.
+func readReason(r *http.Request) (reason, problem string) {
+	b, err := io.ReadAll(io.LimitReader(r.Body, maxActionBody+1))
+	switch {
+	case err != nil:
+		return "", "The body could not be read."
+	case len(b) > maxActionBody:
+		return "", fmt.Sprintf("The body is larger than %d bytes.", maxActionBody)
+	case len(b) == 0:
+		return "", ""
+	}
+	var body struct {
+		Reason string `json:"reason"`
+	}
+	if err := json.Unmarshal(b, &body); err != nil {
+		return "", `The body must be a JSON object such as {"reason": "wrong file"}, or empty.`
+	}
+	if len(body.Reason) > maxReasonBytes {
+		return "", fmt.Sprintf("The reason is longer than %d bytes.", maxReasonBytes)
+	}
+	return body.Reason, ""
+}
