@@ -13,11 +13,6 @@ import (
 	"github.com/taskstatus/taskstatus/store"
 )
 
-// statuses are the task statuses in the order a counts answer lists them.
-var statuses = [...]store.Status{
-	store.StatusPending, store.StatusRunning, store.StatusSuccess, store.StatusFailed, store.StatusCanceled,
-}
-
 // finder is what the list and counts handlers share: their configuration
 // and store.
 type finder struct {
@@ -133,6 +128,7 @@ func (h *countsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
+	statuses := store.Statuses() // in the order a counts answer lists them
 	o := make(object, len(statuses))
 	var total int64
 	for i, s := range statuses {
@@ -289,6 +285,7 @@ func parsePage(v url.Values, q *listQuery) (problem string) {
 
 // statusList returns the task statuses, for a problem's detail.
 func statusList() string {
+	statuses := store.Statuses()
 	s := make([]string, len(statuses))
 	for i, st := range statuses {
 		s[i] = string(st)

@@ -3,6 +3,7 @@ package memstore
 import (
 	"math/rand/v2"
 
+	"github.com/taskstatus/taskstatus/internal/pagetoken"
 	"github.com/taskstatus/taskstatus/store"
 )
 
@@ -110,12 +111,12 @@ func (l *skiplist) remove(e *entry) {
 	}
 }
 
-// first returns the first entry after the cursor (created, id), or the
-// first entry if there is no cursor.
-func (l *skiplist) first(hasCursor bool, created int64, id string) *entry {
+// first returns the first entry after cur, or the first entry if cur is
+// nil.
+func (l *skiplist) first(cur *pagetoken.Cursor) *entry {
 	var node *entry
-	for level := maxLevel - 1; level >= 0 && hasCursor; level-- {
-		for next := l.next(node, level); next != nil && !afterCursor(next, created, id); next = l.next(node, level) {
+	for level := maxLevel - 1; level >= 0 && cur != nil; level-- {
+		for next := l.next(node, level); next != nil && !afterCursor(next, cur.Created, cur.ID); next = l.next(node, level) {
 			node = next
 		}
 	}
@@ -139,7 +140,7 @@ type index struct {
 func newIndex() *index {
 	x := &index{all: skiplist{li: allList}, byStatus: make(map[store.Status]*skiplist),
 		counts: make(map[string]map[store.Status]int64)}
-	for _, s := range []store.Status{store.StatusPending, store.StatusRunning, store.StatusSuccess, store.StatusFailed, store.StatusCanceled} {
+	for _, s := range store.Statuses() {
 		x.byStatus[s] = &skiplist{li: statusList}
 	}
 	return x

@@ -147,7 +147,7 @@ func storeWriter(b *testing.B, c *redis.Client, prefix, id string) writer {
 // pipelineWriter writes the same bytes as the store with HSET and PEXPIRE in
 // one pipeline: one round trip, no compare-and-set, no notification.
 func pipelineWriter(b *testing.B, c *redis.Client, prefix, id string) writer {
-	key := prefix + "{" + id + "}"
+	key := redisstore.TaskKey(prefix, id)
 	st := benchState(id)
 	return func(ctx context.Context) error {
 		st = advance(st)
@@ -167,7 +167,7 @@ func pipelineWriter(b *testing.B, c *redis.Client, prefix, id string) writer {
 // originWriter writes as the origin service did: GET the JSON, change it,
 // SET it back with its expiry (SETEX).
 func originWriter(b *testing.B, c *redis.Client, prefix, id string) writer {
-	key := prefix + "{" + id + "}"
+	key := redisstore.TaskKey(prefix, id)
 	data, err := json.Marshal(benchState(id))
 	require.NoError(b, err)
 	require.NoError(b, c.Set(b.Context(), key, data, benchTTL).Err())

@@ -310,7 +310,7 @@ func newMigrationFixture(t *testing.T) *migrationFixture {
 	require.NoError(t, err)
 
 	ctx := t.Context()
-	slot, err := client.ClusterKeySlot(ctx, prefix+"{"+f.id+"}").Result()
+	slot, err := client.ClusterKeySlot(ctx, redisstore.TaskKey(prefix, f.id)).Result()
 	require.NoError(t, err)
 	f.slot = int(slot)
 	// Touch nothing unless the slot is stable: never "restore" it to a

@@ -222,7 +222,7 @@ func TestIncarnation(t *testing.T) {
 	st := newState("doc-1")
 	require.NoError(t, s.Put(ctx, write(st)))
 	require.NoError(t, s.Put(ctx, write(next(st, nil))))
-	stored := mr.HGet("taskstatus:{doc-1}", "state")
+	stored := mr.HGet(redisstore.TaskKey(redisstore.DefaultPrefix, "doc-1"), "state")
 
 	for name, w := range map[string]store.Write{
 		"another incarnation": write(next(next(st, nil), func(s *store.State) { s.Incarnation = "inc-2" })),
@@ -233,5 +233,5 @@ func TestIncarnation(t *testing.T) {
 		require.ErrorIs(t, err, store.ErrConflict, name)
 		t.Log(err)
 	}
-	require.Equal(t, stored, mr.HGet("taskstatus:{doc-1}", "state"), "a refused write changes nothing")
+	require.Equal(t, stored, mr.HGet(redisstore.TaskKey(redisstore.DefaultPrefix, "doc-1"), "state"), "a refused write changes nothing")
 }

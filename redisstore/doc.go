@@ -1,7 +1,7 @@
 // Package redisstore keeps task states in Redis (or Valkey), so that every
 // instance of a service reads and writes the same tasks.
 //
-// A [Store] implements [store.Store] and [store.Watcher] on a
+// A [Store] implements [store.Store], [store.Watcher] and [store.Lister] on a
 // [redis.UniversalClient]: a single server, a sentinel (failover) setup or a
 // Redis Cluster.
 //
@@ -30,7 +30,9 @@
 //     without spaces, or starts with '~', is kept as '~' and its bytes in
 //     hexadecimal);
 //   - announced: the version last published to watchers, which quiet writes
-//     do not change.
+//     do not change;
+//   - status, entry, kind, labels and lease: what the listing reads (see
+//     Listing) without decoding the JSON.
 //
 // The version and the incarnation have fields of their own so that the
 // write script compares them without decoding JSON (a plain string key
@@ -44,25 +46,29 @@
 // missing field, a version or inc field that disagrees with the JSON, an
 // announced version above the version, a state of another task, an
 // undefined status) is reported with an error wrapping [store.ErrCorrupt].
-// A hash written by the previous release, which has no inc, writes or
-// announced field and has a put_id field, reads as a task of incarnation
-// "" and can be written; a write removes its put_id.
+// Releases before the listing kept task "doc-123" under the key
+// taskstatus:{doc-123}; this one does not read those keys: tasks written
+// by them are not seen, and expire as they were set to.
 //
 // # Keys
 //
-// With the default prefix [DefaultPrefix], task "doc-123" is kept in
+// Tasks are spread over 16 shards by a hash of their id (CRC-32). With the
+// default prefix [DefaultPrefix], task "doc-123", of shard 9, is kept in
 //
-//	taskstatus:{doc-123}          the hash
-//	taskstatus:{doc-123}:events   the channel its changes are published on
+//	taskstatus:{t9}t:doc-123     the hash
+//	taskstatus:{t9}i:pending     the index of shard 9's pending tasks (one per status)
+//	taskstatus:{t9}i:expiry      the index of shard 9's tasks by when they expire
+//	taskstatus:{doc-123}:events  the channel its changes are published on
 //
-// The braces are a Redis Cluster hash tag: both names fall in the slot of the
-// id. [store.ValidateID] rejects ids with braces, and [WithPrefix] prefixes
+// The braces are a Redis Cluster hash tag: a task's hash and the indexes of
+// its shard fall in one slot, so that one script changes them together.
+// [store.ValidateID] rejects ids with braces, and [WithPrefix] prefixes
 // with braces, so the tag cannot break.
 //
 // # Writes
 //
 // Put applies a [store.Write] with one Lua script, run with EVALSHA in one
-// round trip. The script refuses the write with an error reply that
+// round trip, which keeps the shard's indexes too (see Listing). The script refuses the write with an error reply that
 // becomes [store.ErrConflict] unless the stored task is the one the write
 // was computed from: none for Prev 0 (version 1 creates a task, a higher
 // version restores one the store lost), or version Prev of the write's
@@ -80,6 +86,28 @@
 // Get is one HGETALL. No write reads the task into Go first, and none uses
 // WATCH/MULTI, so concurrent writers of one task never lose an update and
 // never retry in a storm.
+//
+// # Listing
+//
+// Each shard has a sorted set per status, whose members are its tasks'
+// index entries: the creation time (8 bytes, big-endian, so that byte
+// order is time order) and the id, all scored 0, so that a set is ordered
+// newest first by ZREVRANGEBYLEX, and a range of creation times is a range
+// of members. A third set files the entries by when their tasks expire,
+// by the server's clock. The write script moves a task's entry when its
+// status changes and files it by its expiry; it and every listing take the
+// entries of expired tasks out of the indexes, so that the indexes hold
+// about the live tasks and no more (a write takes out up to 4, a page up
+// to 100 a shard, a count all).
+//
+// [Store.List] runs a script on each shard, in one round trip (per node of
+// a cluster), that reads up to a page from each status index the filter
+// names, from the page token's place; it merges them and reads the
+// newest page's tasks in a second round trip. A filter by kind, label or
+// lease reads the hash fields of each task it passes over, on the server;
+// by status and creation time it reads the indexes alone. [Store.Count]
+// reads the size of each status index, or, for a kind or a label, the
+// fields of every task. No request uses SCAN or KEYS.
 //
 // # Watching
 //
@@ -173,8 +201,8 @@
 //
 // # Redis Cluster
 //
-// Nothing needs configuring: every script touches one key, the task's
-// hash, and names it in KEYS. The task's channel is passed as an argument,
+// Nothing needs configuring: every script touches the keys of one shard,
+// in one slot. The task's channel is passed as an argument,
 // not as a key: naming it in KEYS would make the cluster refuse every write
 // to the task (TRYAGAIN) while its slot migrates. A write during a
 // migration is redirected by the client; one it gives up on reports

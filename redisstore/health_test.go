@@ -129,7 +129,7 @@ func TestWatchLostNotification(t *testing.T) {
 	st = next(st, func(s *store.State) { s.Status = store.StatusRunning })
 	b, err := json.Marshal(st)
 	require.NoError(t, err)
-	mr.HSet("taskstatus:{doc-1}", "version", "2", "state", string(b), "announced", "2")
+	mr.HSet(redisstore.TaskKey(redisstore.DefaultPrefix, "doc-1"), "version", "2", "state", string(b), "announced", "2")
 	got, ok := receive(t, ch)
 	require.True(t, ok)
 	require.True(t, st.Equal(got), "got %+v", got)

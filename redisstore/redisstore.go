@@ -16,12 +16,14 @@ import (
 var (
 	_ store.Store   = (*Store)(nil)
 	_ store.Watcher = (*Store)(nil)
+	_ store.Lister  = (*Store)(nil)
 )
 
 // errClosed is the cause of every call made after Close.
 var errClosed = fmt.Errorf("store closed: %w", store.ErrUnavailable)
 
-// Store is a [store.Store] and [store.Watcher] that keeps tasks in Redis.
+// Store is a [store.Store], [store.Watcher] and [store.Lister] that keeps
+// tasks in Redis.
 // Its methods are safe for concurrent use. The zero value is not usable:
 // call [New].
 type Store struct {
@@ -79,13 +81,21 @@ func (s *Store) Close() error {
 	return nil
 }
 
-// check reports why operation op on task id cannot start, if it cannot.
-func (s *Store) check(ctx context.Context, op, id string) error {
+// ready reports why operation op cannot start, if it cannot.
+func (s *Store) ready(ctx context.Context, op string) error {
 	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("redisstore: %s %q: %w", op, id, err)
+		return fmt.Errorf("redisstore: %s: %w", op, err)
 	}
 	if s.closed.Load() {
-		return fmt.Errorf("redisstore: %s %q: %w", op, id, errClosed)
+		return fmt.Errorf("redisstore: %s: %w", op, errClosed)
+	}
+	return nil
+}
+
+// check reports why operation op on task id cannot start, if it cannot.
+func (s *Store) check(ctx context.Context, op, id string) error {
+	if err := s.ready(ctx, fmt.Sprintf("%s %q", op, id)); err != nil {
+		return err
 	}
 	if err := store.ValidateID(id); err != nil {
 		return fmt.Errorf("redisstore: %s: %w", op, err)
@@ -138,15 +148,19 @@ func (s *Store) Put(ctx context.Context, w store.Write) error {
 	if !w.Quiet {
 		announce = notice{ID: w.State.ID, Version: w.State.Version, Incarnation: w.State.Incarnation}.encode()
 	}
+	st, shard := w.State, shardOf(w.State.ID)
+	keys := []string{taskKey(s.prefix, st.ID), expiryKey(s.prefix, shard)}
 	args := []any{
-		w.Prev, w.State.Version, w.State.Incarnation, data, ttl,
-		writeToken(w.ID), store.MinWriteIDs, announce, eventsChannel(s.prefix, w.State.ID),
+		w.Prev, st.Version, st.Incarnation, data, ttl,
+		writeToken(w.ID), store.MinWriteIDs, announce, eventsChannel(s.prefix, st.ID),
+		indexPrefix(s.prefix, shard), string(st.Status), indexEntry(st.CreatedAt, st.ID),
+		st.Kind, labelsField(st.Labels), leaseField(st.LeaseUntil),
 	}
 
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	err = exec(ctx, s.direct, func(ctx context.Context) error {
-		return putScript.Run(ctx, s.client, []string{taskKey(s.prefix, w.State.ID)}, args...).Err()
+		return putScript.Run(ctx, s.client, keys, args...).Err()
 	})
 	if err != nil {
 		return wrap(fmt.Sprintf("put %q version %d", w.State.ID, w.State.Version), err)
@@ -162,9 +176,10 @@ func (s *Store) Delete(ctx context.Context, id string) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
+	shard := shardOf(id)
 	err := exec(ctx, s.direct, func(ctx context.Context) error {
-		return deleteScript.Run(ctx, s.client, []string{taskKey(s.prefix, id)},
-			notice{ID: id}.encode(), eventsChannel(s.prefix, id)).Err()
+		return deleteScript.Run(ctx, s.client, []string{taskKey(s.prefix, id), expiryKey(s.prefix, shard)},
+			notice{ID: id}.encode(), eventsChannel(s.prefix, id), indexPrefix(s.prefix, shard)).Err()
 	})
 	if err != nil {
 		return wrap(fmt.Sprintf("delete %q", id), err)

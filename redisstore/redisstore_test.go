@@ -77,7 +77,13 @@ func newTestStore(t *testing.T, b backend, opts ...redisstore.Option) (*redissto
 
 func miniredisBackend(t *testing.T) (redis.UniversalClient, advanceFunc) {
 	mr := miniredis.RunT(t)
-	return newClient(t, mr.Addr()), func(_ *testing.T, _ string, d time.Duration) { mr.FastForward(d) }
+	now := time.Now()
+	mr.SetTime(now)
+	return newClient(t, mr.Addr()), func(_ *testing.T, _ string, d time.Duration) {
+		now = now.Add(d)
+		mr.SetTime(now) // the clock of TIME, by which the expiry indexes go
+		mr.FastForward(d)
+	}
 }
 
 // redisAddr returns the address of the server named by
@@ -201,6 +207,12 @@ func advanceTTLs(t *testing.T, c redis.UniversalClient, prefix string, d time.Du
 			return err
 		}
 		for _, k := range keys {
+			if strings.HasSuffix(k, "}i:expiry") {
+				if err := advanceExpiries(ctx, n, k, d); err != nil {
+					return err
+				}
+				continue
+			}
 			ttl, err := n.PTTL(ctx, k).Result()
 			switch {
 			case err != nil:
@@ -218,4 +230,17 @@ func advanceTTLs(t *testing.T, c redis.UniversalClient, prefix string, d time.Du
 		return nil
 	})
 	require.NoError(t, err, "advancing the time of the keys under %q", prefix)
+}
+
+// advanceExpiries makes the tasks of expiry index key expire d earlier, as
+// advanceTTLs does their hashes.
+func advanceExpiries(ctx context.Context, n *redis.Client, key string, d time.Duration) error {
+	entries, err := n.ZRangeWithScores(ctx, key, 0, -1).Result()
+	if err != nil || len(entries) == 0 {
+		return err
+	}
+	for i := range entries {
+		entries[i].Score -= float64(d.Milliseconds())
+	}
+	return n.ZAdd(ctx, key, entries...).Err()
 }

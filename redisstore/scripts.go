@@ -1,6 +1,12 @@
 package redisstore
 
-import "github.com/redis/go-redis/v9"
+import (
+	"strings"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/taskstatus/taskstatus/store"
+)
 
 // The scripts below are the only commands that change a task. Each runs
 // atomically on the server in one round trip (EVALSHA, falling back to EVAL
@@ -18,9 +24,13 @@ import "github.com/redis/go-redis/v9"
 // does the tracker, and the resend must not turn a write that was applied
 // into a conflict with itself, however many writes came in between.
 //
-// A hash written by an earlier release has no inc field (its incarnation
-// is ""), no writes and no announced field, and may have a put_id field,
-// which the first write removes.
+// It keeps the shard's indexes (index.go) in step: it moves the task's
+// index entry to the index of its new status when the status or the entry
+// changed, files the entry in the expiry index by when the task expires
+// (by the server's clock) or takes it out for a task without a time to
+// live, and takes out of the indexes up to 4 entries of the shard's tasks
+// that expired, so that the indexes hold live tasks only however few
+// listings are made.
 //
 // The write ids are looked for only when the write does not apply: a
 // resend of a write that was applied finds another version, or another
@@ -33,7 +43,8 @@ import "github.com/redis/go-redis/v9"
 // write ids and the announced version besides the version and the state;
 // keeping the write ids is most of the difference.
 //
-// KEYS[1] -> <prefix>{<id>}, the task's hash
+// KEYS[1] -> the task's hash
+// KEYS[2] -> the shard's expiry index
 // ARGV[1] -> the version the write was computed from; 0: no task
 // ARGV[2] -> the new version
 // ARGV[3] -> the incarnation, which a stored task must have unless ARGV[1] is 0
@@ -43,11 +54,13 @@ import "github.com/redis/go-redis/v9"
 // ARGV[7] -> how many write ids to keep
 // ARGV[8] -> the change notification to publish; "" for a quiet write
 // ARGV[9] -> <prefix>{<id>}:events, the channel of the task's changes
+// ARGV[10] -> the shard's index prefix
+// ARGV[11..15] -> the status, index entry, kind, labels and lease fields
 //
 // Returns "OK", or an error reply "CONFLICT <what is stored>" or
 // "CORRUPT <reason>" (such as a key that is not a hash).
-var putScript = redis.NewScript(`
-local stored = redis.pcall('HMGET', KEYS[1], 'version', 'inc', 'writes')
+var putScript = redis.NewScript(luaExpire + `
+local stored = redis.pcall('HMGET', KEYS[1], 'version', 'inc', 'writes', 'status', 'entry')
 if stored.err then
 	return redis.error_reply('CORRUPT ' .. stored.err)
 end
@@ -88,35 +101,187 @@ if id ~= '' then
 		end
 	end
 end
+local idx, status, entry = ARGV[10], ARGV[11], ARGV[12]
+redis.call('HSET', KEYS[1], 'version', ARGV[2], 'inc', ARGV[3], 'state', ARGV[4], 'writes', writes,
+	'status', status, 'entry', entry, 'kind', ARGV[13], 'labels', ARGV[14], 'lease', ARGV[15])
 if ARGV[8] ~= '' then
-	redis.call('HSET', KEYS[1], 'version', ARGV[2], 'inc', ARGV[3], 'state', ARGV[4], 'writes', writes, 'announced', ARGV[2])
+	redis.call('HSET', KEYS[1], 'announced', ARGV[2])
 	redis.call('PUBLISH', ARGV[9], ARGV[8])
 else
-	redis.call('HSET', KEYS[1], 'version', ARGV[2], 'inc', ARGV[3], 'state', ARGV[4], 'writes', writes)
 	redis.call('HSETNX', KEYS[1], 'announced', stored[1] or '0')
 end
-if version > 0 and not stored[2] then
-	redis.call('HDEL', KEYS[1], 'put_id')
+if stored[4] ~= status or stored[5] ~= entry then
+	if stored[5] then
+		redis.call('ZREM', idx .. stored[4], stored[5])
+	end
+	redis.call('ZADD', idx .. status, 0, entry)
 end
+if stored[5] and stored[5] ~= entry then
+	redis.call('ZREM', KEYS[2], stored[5])
+end
+local now = serverMillis()
 if ARGV[5] == '0' then
 	redis.call('PERSIST', KEYS[1])
+	redis.call('ZREM', KEYS[2], entry)
 else
 	redis.call('PEXPIRE', KEYS[1], ARGV[5])
+	redis.call('ZADD', KEYS[2], now + tonumber(ARGV[5]), entry)
 end
+expire(KEYS[2], idx, now, 4)
 return redis.status_reply('OK')
 `)
 
-// deleteScript removes a task and, if it existed, publishes the deletion so
-// that watchers learn the task is gone.
+// deleteScript removes a task and its index entry and, if it existed,
+// publishes the deletion so that watchers learn the task is gone.
 //
-// KEYS[1] -> <prefix>{<id>}, the task's hash
+// KEYS[1] -> the task's hash
+// KEYS[2] -> the shard's expiry index
 // ARGV[1] -> the deletion notification to publish
 // ARGV[2] -> <prefix>{<id>}:events, the channel of the task's changes
+// ARGV[3] -> the shard's index prefix
 //
 // Returns "OK".
 var deleteScript = redis.NewScript(`
+local stored = redis.pcall('HMGET', KEYS[1], 'status', 'entry')
+if not stored.err and stored[1] and stored[2] then
+	redis.call('ZREM', ARGV[3] .. stored[1], stored[2])
+	redis.call('ZREM', KEYS[2], stored[2])
+end
 if redis.call('DEL', KEYS[1]) == 1 then
 	redis.call('PUBLISH', ARGV[2], ARGV[1])
 end
 return redis.status_reply('OK')
+`)
+
+// luaExpire defines, for the scripts that start with it, serverMillis,
+// the server's time in milliseconds, and expire(exp, idx, now, limit),
+// which takes out of a shard's indexes up to limit entries of tasks that
+// expired before now, given the shard's expiry index and index prefix,
+// and returns how many it took out. An entry is taken out once its task
+// expired: Redis keeps a key until its time is past.
+var luaExpire = `
+local statuses = {` + luaStatuses() + `}
+local function serverMillis()
+	local t = redis.call('TIME')
+	return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+local function expire(exp, idx, now, limit)
+	local gone = redis.call('ZRANGEBYSCORE', exp, '-inf', '(' .. now, 'LIMIT', 0, limit)
+	if #gone == 0 then
+		return 0
+	end
+	for _, e in ipairs(gone) do
+		for _, s in ipairs(statuses) do
+			redis.call('ZREM', idx .. s, e)
+		end
+	end
+	redis.call('ZREM', exp, unpack(gone))
+	return #gone
+end
+`
+
+// luaStatuses returns every status as a list of Lua strings.
+func luaStatuses() string {
+	var b strings.Builder
+	for i, s := range store.Statuses() {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString("'" + string(s) + "'")
+	}
+	return b.String()
+}
+
+// listScript finds, in each of a shard's status indexes, up to a page of
+// the tasks a filter finds, newest first, after taking out of the indexes
+// up to 100 entries of tasks that expired. It checks a task's kind, label
+// and lease in its hash only when the filter sets them: a listing by
+// status and creation time reads the indexes alone.
+//
+// KEYS[1] -> the shard's expiry index
+// KEYS[2..] -> the status indexes to read
+// ARGV[1] -> the newest entry to find, for ZREVRANGEBYLEX: "+", or "(" and an entry
+// ARGV[2] -> the oldest: "-", or "[" and an entry
+// ARGV[3] -> the page size
+// ARGV[4] -> the kind; "" for any
+// ARGV[5] -> the label's needle (labelNeedle); "" for any
+// ARGV[6] -> the lease bound in microseconds, rounded up; "" for any lease
+// ARGV[7] -> the prefix of the shard's task keys
+// ARGV[8] -> the shard's index prefix
+//
+// Returns a list per status index of the entries found in it.
+var listScript = redis.NewScript(luaExpire + `
+expire(KEYS[1], ARGV[8], serverMillis(), 100)
+local n, kind, needle, lease = tonumber(ARGV[3]), ARGV[4], ARGV[5], tonumber(ARGV[6])
+local check = kind ~= '' or needle ~= '' or lease ~= nil
+local function matches(e)
+	local f = redis.call('HMGET', ARGV[7] .. string.sub(e, 9), 'kind', 'labels', 'lease')
+	return (kind == '' or f[1] == kind)
+		and (needle == '' or (f[2] and string.find(f[2], needle, 1, true) ~= nil))
+		and (lease == nil or (f[3] and f[3] ~= '' and tonumber(f[3]) < lease))
+end
+local out = {}
+for i = 2, #KEYS do
+	local found, max = {}, ARGV[1]
+	while #found < n do
+		local batch = redis.call('ZREVRANGEBYLEX', KEYS[i], max, ARGV[2], 'LIMIT', 0, n)
+		for _, e in ipairs(batch) do
+			if not check or matches(e) then
+				found[#found + 1] = e
+				if #found == n then
+					break
+				end
+			end
+		end
+		if #batch < n then
+			break
+		end
+		max = '(' .. batch[#batch]
+	end
+	out[#out + 1] = found
+end
+return out
+`)
+
+// countScript counts a shard's tasks by status, after taking out of the
+// indexes every entry of a task that expired. With a kind or a label it
+// reads the hash of every task of the shard (in batches of 1,000), without
+// them the size of each status index.
+//
+// KEYS[1] -> the shard's expiry index
+// ARGV[1] -> the kind; "" for any
+// ARGV[2] -> the label's needle (labelNeedle); "" for any
+// ARGV[3] -> the prefix of the shard's task keys
+// ARGV[4] -> the shard's index prefix
+//
+// Returns the count of each status, in the order of store.Statuses.
+var countScript = redis.NewScript(luaExpire + `
+local now = serverMillis()
+while expire(KEYS[1], ARGV[4], now, 1000) == 1000 do
+end
+local kind, needle = ARGV[1], ARGV[2]
+local out = {}
+for i, s in ipairs(statuses) do
+	local key = ARGV[4] .. s
+	if kind == '' and needle == '' then
+		out[i] = redis.call('ZCARD', key)
+	else
+		local count, at = 0, 0
+		while true do
+			local batch = redis.call('ZRANGE', key, at, at + 999)
+			for _, e in ipairs(batch) do
+				local f = redis.call('HMGET', ARGV[3] .. string.sub(e, 9), 'kind', 'labels')
+				if (kind == '' or f[1] == kind) and (needle == '' or (f[2] and string.find(f[2], needle, 1, true) ~= nil)) then
+					count = count + 1
+				end
+			end
+			if #batch < 1000 then
+				break
+			end
+			at = at + 1000
+		end
+		out[i] = count
+	end
+end
+return out
 `)

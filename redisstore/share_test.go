@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -337,7 +338,8 @@ func TestWatchReadsAfterConfirmation(t *testing.T) {
 			if cmd.Name() != "hgetall" {
 				continue
 			}
-			channel := fmt.Sprint(cmd.Args()[1]) + ":events"
+			_, id, _ := strings.Cut(fmt.Sprint(cmd.Args()[1]), "}t:")
+			channel := "taskstatus:{" + id + "}:events"
 			if mr.PubSubNumSub(channel)[channel] == 0 {
 				mu.Lock()
 				early = append(early, channel)

@@ -92,11 +92,21 @@ func TestStoredForm(t *testing.T) {
 	w := store.Write{State: st, TTL: time.Hour, ID: "w1"}
 	require.NoError(t, s.Put(ctx, w))
 
-	const key = "taskstatus:{doc-123}"
-	require.Equal(t, []string{key}, mr.Keys(), "the task's only key")
+	key := redisstore.TaskKey(redisstore.DefaultPrefix, "doc-123")
+	require.Equal(t, "taskstatus:{t9}t:doc-123", key, "the task's hash is in its shard, 9")
+	require.Equal(t, []string{"taskstatus:{t9}i:expiry", "taskstatus:{t9}i:pending", key}, mr.Keys(),
+		"the task's hash and the two indexes of its shard that hold it")
 	fields, err := mr.HKeys(key)
 	require.NoError(t, err)
-	assert.ElementsMatch(t, []string{"version", "inc", "state", "writes", "announced"}, fields)
+	assert.ElementsMatch(t, []string{"version", "inc", "state", "writes", "announced", "status", "entry", "kind", "labels", "lease"}, fields)
+	entry := mr.HGet(key, "entry")
+	assert.Equal(t, "doc-123", entry[8:], "the entry is 8 bytes of the creation time, then the id")
+	pending, err := mr.ZMembers("taskstatus:{t9}i:pending")
+	require.NoError(t, err)
+	assert.Equal(t, []string{entry}, pending)
+	expires, err := mr.ZScore("taskstatus:{t9}i:expiry", entry)
+	require.NoError(t, err)
+	assert.InDelta(t, float64(time.Now().Add(time.Hour).UnixMilli()), expires, 1000, "filed by when it expires")
 	assert.Equal(t, "1", mr.HGet(key, "version"))
 	assert.Equal(t, "inc-1", mr.HGet(key, "inc"))
 	assert.Equal(t, "w1", mr.HGet(key, "writes"))
@@ -133,39 +143,7 @@ func TestStoredForm(t *testing.T) {
 	assert.Equal(t, "10", mr.HGet(key, "version"))
 	assert.Equal(t, "9", mr.HGet(key, "announced"), "a quiet write is not announced")
 	assert.Zero(t, mr.TTL(key), "a write with ttl 0 clears the time to live")
-}
-
-// TestEarlierReleaseHash reads and writes a task as the previous release
-// stored it: no incarnation (it reads as ""), no write ids, no announced
-// version, and a put_id field, which a write removes.
-func TestEarlierReleaseHash(t *testing.T) {
-	s, mr, _ := newMiniStore(t)
-	ctx := t.Context()
-	st := newState("doc-1")
-	st.Incarnation = ""
-	b, err := json.Marshal(st)
-	require.NoError(t, err)
-	const key = "taskstatus:{doc-1}"
-	mr.HSet(key, "version", "1", "state", string(b), "put_id", "3kx9")
-
-	got, err := s.Get(ctx, "doc-1")
-	require.NoError(t, err)
-	require.True(t, st.Equal(got), "got %+v", got)
-	ch, err := s.Watch(ctx, "doc-1")
-	require.NoError(t, err)
-	_, ok := receive(t, ch)
-	require.True(t, ok)
-
-	other := next(st, func(s *store.State) { s.Incarnation = "inc-2" })
-	require.ErrorIs(t, s.Put(ctx, write(other)), store.ErrConflict, "the stored incarnation is \"\"")
-	st = next(st, func(s *store.State) { s.Status = store.StatusSuccess })
-	require.NoError(t, s.Put(ctx, write(st)))
-	fields, err := mr.HKeys(key)
-	require.NoError(t, err)
-	assert.ElementsMatch(t, []string{"version", "inc", "state", "writes", "announced"}, fields)
-	got, ok = receive(t, ch)
-	require.True(t, ok)
-	require.True(t, st.Equal(got), "the watch goes on: got %+v", got)
+	assert.False(t, mr.Exists("taskstatus:{t9}i:expiry"), "and takes the task out of the expiry index")
 }
 
 func TestPutRefusesInvalidStates(t *testing.T) {
@@ -230,7 +208,7 @@ func TestCorrupt(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			s, mr, _ := newMiniStore(t)
 			ctx := t.Context()
-			const key = "taskstatus:{doc-1}"
+			key := redisstore.TaskKey(redisstore.DefaultPrefix, "doc-1")
 			if tc.fields == nil {
 				require.NoError(t, mr.Set(key, "garbage"))
 			} else {
@@ -259,7 +237,7 @@ func TestUnknownFieldsIgnored(t *testing.T) {
 	b, err := json.Marshal(st)
 	require.NoError(t, err)
 	future := strings.Replace(string(b), `{`, `{"priority":{"level":3},"tags":["a"],`, 1)
-	mr.HSet("taskstatus:{doc-1}", "version", "1", "inc", "inc-1", "state", future, "schema", "2")
+	mr.HSet(redisstore.TaskKey(redisstore.DefaultPrefix, "doc-1"), "version", "1", "inc", "inc-1", "state", future, "schema", "2")
 
 	got, err := s.Get(t.Context(), "doc-1")
 	require.NoError(t, err)

@@ -21,6 +21,11 @@ const (
 	StatusCanceled Status = "canceled" // stopped before finishing; terminal
 )
 
+// Statuses returns every status: pending, running, then the terminal ones.
+func Statuses() []Status {
+	return []Status{StatusPending, StatusRunning, StatusSuccess, StatusFailed, StatusCanceled}
+}
+
 // Valid reports whether s is one of the defined statuses.
 func (s Status) Valid() bool {
 	switch s {

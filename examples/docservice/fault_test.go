@@ -9,10 +9,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/taskstatus/taskstatus/internal/redisserver"
+	"github.com/taskstatus/taskstatus/redisstore"
+	"github.com/taskstatus/taskstatus/store"
 )
 
 // TestE2ERedisKilled: 60 documents are submitted to the binary on a Redis
@@ -100,7 +103,7 @@ func TestE2EServiceKilled(t *testing.T) {
 	resp := submit(t, doomed.url, request(t, "doc-123", nil), "")
 	await(t, doomed.url+resp["status_url"].(string), running)
 
-	other := startInstance(t, append(env, "RESCUE_EVERY=0")...) // it must not rescue
+	other := startInstance(t, append(env, "RESCUE_EVERY=0")...) // TestE2ERescued rescues
 	url := other.url + resp["status_url"].(string)
 	require.NoError(t, doomed.cmd.Process.Kill())
 	<-doomed.exited
@@ -116,6 +119,59 @@ func TestE2EServiceKilled(t *testing.T) {
 	assert.InDelta(t, 2, doc["attempt"], 0)
 	assert.Equal(t, false, doc["abandoned"])
 	other.stop(t)
+}
+
+// TestE2ERescued: the service is killed (SIGKILL) in the middle of a
+// document's work and started again. Within a lease and the rescue
+// interval (and some slack), the task is failed with TaskAbandoned, with
+// no request made: the test watches the store itself.
+func TestE2ERescued(t *testing.T) {
+	const lease, every = time.Second, 500 * time.Millisecond
+	env := append(redisEnv(t), "TASK_LEASE="+lease.String(), "RESCUE_EVERY="+every.String(), "DELAY_SCALE=100")
+	doomed := startInstance(t, env...)
+	resp := submit(t, doomed.url, request(t, "doc-123", nil), "")
+	await(t, doomed.url+resp["status_url"].(string), running)
+	require.NoError(t, doomed.cmd.Process.Kill())
+	<-doomed.exited
+	killed := time.Now()
+
+	st := storeOf(t, env)
+	changes, err := st.Watch(t.Context(), "doc-123")
+	require.NoError(t, err)
+	again := startInstance(t, env...)
+	var final store.State
+	for final = range changes {
+		if final.Status.Terminal() {
+			break
+		}
+	}
+	took := time.Since(killed)
+	require.Equal(t, store.StatusFailed, final.Status, "the watch ended")
+	assert.JSONEq(t, `"TaskAbandoned"`, string(final.ErrorDetails["exception_type"]))
+	assert.Less(t, took, lease+lease/10+every+time.Second, "rescued within a lease and the rescue interval (and some slack)")
+	t.Logf("rescued %v after the kill", took.Round(time.Millisecond))
+	again.stop(t)
+}
+
+// storeOf returns a redisstore on the Redis server and prefix of env, as
+// redisEnv returns it.
+func storeOf(t *testing.T, env []string) *redisstore.Store {
+	t.Helper()
+	var addr, prefix string
+	for _, kv := range env {
+		if v, ok := strings.CutPrefix(kv, "VALKEY_URL=redis://"); ok {
+			addr, _, _ = strings.Cut(v, "/")
+		}
+		if v, ok := strings.CutPrefix(kv, "TASKSTATUS_PREFIX="); ok {
+			prefix = v
+		}
+	}
+	client := redis.NewClient(&redis.Options{Addr: addr, DisableIdentity: true})
+	t.Cleanup(func() { client.Close() })
+	st, err := redisstore.New(client, redisstore.WithPrefix(prefix))
+	require.NoError(t, err)
+	t.Cleanup(func() { st.Close() })
+	return st
 }
 
 // TestE2ECancelAcrossInstances: two instances on one Redis, steps of about

@@ -68,3 +68,38 @@ func fingerprint(f store.Filter) uint64 {
 		f.CreatedAfter.UnixNano(), f.CreatedBefore.UnixNano(), f.LeaseEndedBefore.UnixNano())
 	return h.Sum64()
 }
+
+// Args checks the arguments of store.Lister.List and returns the page
+// size (pageSize, or store.DefaultPageSize for 0) and the cursor the token
+// gives, nil for none. An error wraps store.ErrInvalidInput.
+func Args(f store.Filter, pageSize int, pageToken string) (int, *Cursor, error) {
+	if err := f.Validate(); err != nil {
+		return 0, nil, err
+	}
+	switch {
+	case pageSize == 0:
+		pageSize = store.DefaultPageSize
+	case pageSize < 0 || pageSize > store.MaxPageSize:
+		return 0, nil, fmt.Errorf("%w: page size %d (1 to %d allowed)", store.ErrInvalidInput, pageSize, store.MaxPageSize)
+	}
+	if pageToken == "" {
+		return pageSize, nil, nil
+	}
+	cur, err := Read(f, pageToken)
+	if err != nil {
+		return 0, nil, err
+	}
+	return pageSize, &cur, nil
+}
+
+// CountArgs checks the filter of store.Lister.Count, which may set a kind
+// and a label only. An error wraps store.ErrInvalidInput.
+func CountArgs(f store.Filter) error {
+	if err := f.Validate(); err != nil {
+		return err
+	}
+	if len(f.Statuses) > 0 || !f.CreatedAfter.IsZero() || !f.CreatedBefore.IsZero() || !f.LeaseEndedBefore.IsZero() {
+		return fmt.Errorf("%w: only a kind and a label may be given", store.ErrInvalidInput)
+	}
+	return nil
+}

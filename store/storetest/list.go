@@ -26,7 +26,7 @@ type listed struct {
 func populate(t *testing.T, s store.Store, prefix string, n int) listed {
 	t.Helper()
 	at := time.Date(2025, 11, 12, 10, 0, 0, 0, time.UTC)
-	statuses := []store.Status{store.StatusPending, store.StatusRunning, store.StatusSuccess, store.StatusFailed, store.StatusCanceled}
+	statuses := store.Statuses()
 	var l listed
 	for i := range n {
 		st := newState(fmt.Sprintf("%s-%04d", prefix, i))

@@ -1,0 +1,298 @@
+package redisstore
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/taskstatus/taskstatus/internal/pagetoken"
+	"github.com/taskstatus/taskstatus/store"
+)
+
+// List implements [store.Lister] in two round trips (per node of a
+// cluster): listScript on every shard finds up to a page in each status
+// index the filter reads, and the newest page of all those is read with
+// one HMGET a task. A task found in an index but gone by the time it is
+// read (it expired, or was deleted) is left out of the page, which may then
+// hold fewer tasks than the page size; if it would hold none, List reads
+// on.
+//
+// A filter by status and creation time reads the indexes alone; one by
+// kind, label or lease also reads the hash of each task it passes over, so
+// that finding a rare kind among many tasks costs in proportion to the
+// tasks passed over.
+func (s *Store) List(ctx context.Context, f store.Filter, pageSize int, pageToken string) (store.Page, error) {
+	if err := s.ready(ctx, "list"); err != nil {
+		return store.Page{}, err
+	}
+	size, cur, err := pagetoken.Args(f, pageSize, pageToken)
+	if err != nil {
+		return store.Page{}, fmt.Errorf("redisstore: list: %w", err)
+	}
+	q := newQuery(f, size, cur)
+	if len(q.statuses) == 0 {
+		return store.Page{}, nil // a lease filter of terminal statuses finds nothing
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	for {
+		found, err := call(ctx, s.direct, func(ctx context.Context) (found, error) {
+			return s.find(ctx, q)
+		})
+		if err != nil {
+			return store.Page{}, wrap("list", err)
+		}
+		page, err := s.readPage(ctx, f, found.entries)
+		if err != nil {
+			return store.Page{}, wrap("list", err)
+		}
+		if !found.more {
+			return page, nil
+		}
+		last := found.entries[len(found.entries)-1]
+		if len(page.Tasks) > 0 {
+			id := entryID(last)
+			page.NextPageToken = pagetoken.Make(f, pagetoken.Cursor{Created: entryTime(last), ID: id})
+			return page, nil
+		}
+		q.max = "(" + last // every task found was gone: read on
+	}
+}
+
+// query is what listScript is asked on every shard.
+type query struct {
+	statuses []store.Status
+	max, min string // bounds of ZREVRANGEBYLEX
+	size     int
+	kind     string
+	needle   string // labelNeedle of the label; "" for none
+	lease    string // the lease bound in microseconds, rounded up; "" for none
+}
+
+// newQuery returns the query of filter f for a page of size tasks after
+// cursor cur (nil: from the newest).
+func newQuery(f store.Filter, size int, cur *pagetoken.Cursor) query {
+	q := query{statuses: f.Statuses, max: "+", min: "-", size: size, kind: f.Kind}
+	if len(q.statuses) == 0 {
+		q.statuses = store.Statuses()
+	} else {
+		q.statuses = slices.Compact(slices.Sorted(slices.Values(q.statuses)))
+	}
+	if !f.LeaseEndedBefore.IsZero() {
+		q.statuses = slices.DeleteFunc(q.statuses, store.Status.Terminal)
+		us := f.LeaseEndedBefore.UnixMicro()
+		if f.LeaseEndedBefore.Nanosecond()%1000 != 0 {
+			us++
+		}
+		q.lease = strconv.FormatInt(us, 10)
+	}
+	if f.Label != (store.Label{}) {
+		q.needle = labelNeedle(f.Label)
+	}
+	if !f.CreatedBefore.IsZero() {
+		q.max = "(" + entryBound(f.CreatedBefore)
+	}
+	if cur != nil {
+		if e := indexEntry(time.Unix(0, cur.Created), cur.ID); q.max == "+" || e < q.max[1:] {
+			q.max = "(" + e
+		}
+	}
+	if !f.CreatedAfter.IsZero() {
+		q.min = "[" + entryBound(f.CreatedAfter)
+	}
+	return q
+}
+
+// found is what find found: the newest entries, at most a page, newest
+// first, and whether there may be more.
+type found struct {
+	entries []string
+	more    bool
+}
+
+// find runs q on every shard and returns what it found.
+func (s *Store) find(ctx context.Context, q query) (found, error) {
+	calls := make([]scriptCall, shards)
+	for n := range shards {
+		keys := make([]string, 0, 1+len(q.statuses))
+		keys = append(keys, expiryKey(s.prefix, n))
+		for _, st := range q.statuses {
+			keys = append(keys, indexPrefix(s.prefix, n)+string(st))
+		}
+		calls[n] = scriptCall{keys: keys, args: []any{
+			q.max, q.min, q.size, q.kind, q.needle, q.lease,
+			shardPrefix(s.prefix, n) + "t:", indexPrefix(s.prefix, n),
+		}}
+	}
+	replies, err := s.runEach(ctx, listScript, calls)
+	if err != nil {
+		return found{}, err
+	}
+	var entries []string
+	more := false
+	for _, reply := range replies {
+		lists, ok := reply.([]any)
+		if !ok {
+			return found{}, fmt.Errorf("%w: list script answered %T", store.ErrCorrupt, reply)
+		}
+		for _, l := range lists {
+			inIndex, ok := l.([]any)
+			if !ok {
+				return found{}, fmt.Errorf("%w: list script answered a list of %T", store.ErrCorrupt, l)
+			}
+			more = more || len(inIndex) == q.size
+			for _, e := range inIndex {
+				if e, ok := e.(string); ok && len(e) > entryTimeLen { // else not an entry: left out
+					entries = append(entries, e)
+				}
+			}
+		}
+	}
+	slices.SortFunc(entries, func(a, b string) int { return strings.Compare(b, a) })
+	if len(entries) > q.size {
+		entries, more = entries[:q.size], true
+	}
+	return found{entries, more}, nil
+}
+
+// readPage reads the tasks of entries and returns, in their order, those
+// that f matches and that are still the tasks of their entries.
+func (s *Store) readPage(ctx context.Context, f store.Filter, entries []string) (store.Page, error) {
+	fields := []string{fieldVersion, fieldIncarnation, fieldState, fieldAnnounced}
+	cmds, err := call(ctx, s.direct, func(ctx context.Context) ([]*redis.SliceCmd, error) {
+		cmds := make([]*redis.SliceCmd, len(entries))
+		_, err := s.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for i, e := range entries {
+				id := entryID(e)
+				cmds[i] = p.HMGet(ctx, taskKey(s.prefix, id), fields...)
+			}
+			return nil
+		})
+		return cmds, err
+	})
+	if err != nil {
+		return store.Page{}, err
+	}
+	page := store.Page{Tasks: make([]store.State, 0, len(entries))}
+	for i, e := range entries {
+		id := entryID(e)
+		m := make(map[string]string, len(fields))
+		for j, v := range cmds[i].Val() {
+			if v, ok := v.(string); ok {
+				m[fields[j]] = v
+			}
+		}
+		if len(m) == 0 {
+			continue // gone since it was found
+		}
+		st, err := decodeState(id, m)
+		if err != nil {
+			s.logger.WarnContext(ctx, "redisstore: list: a task cannot be read; it is left out", "task_id", id, "err", err)
+			continue
+		}
+		if indexEntry(st.CreatedAt, st.ID) == e && f.Match(st) {
+			page.Tasks = append(page.Tasks, st)
+		}
+	}
+	return page, nil
+}
+
+// Count implements [store.Lister] with countScript on every shard, in one
+// round trip (per node of a cluster). Without a kind or a label it reads
+// the size of each status index; with them, the hash of every task.
+func (s *Store) Count(ctx context.Context, f store.Filter) (map[store.Status]int64, error) {
+	if err := s.ready(ctx, "count"); err != nil {
+		return nil, err
+	}
+	if err := pagetoken.CountArgs(f); err != nil {
+		return nil, fmt.Errorf("redisstore: count: %w", err)
+	}
+	var needle string
+	if f.Label != (store.Label{}) {
+		needle = labelNeedle(f.Label)
+	}
+	calls := make([]scriptCall, shards)
+	for n := range shards {
+		calls[n] = scriptCall{keys: []string{expiryKey(s.prefix, n)},
+			args: []any{f.Kind, needle, shardPrefix(s.prefix, n) + "t:", indexPrefix(s.prefix, n)}}
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	replies, err := call(ctx, s.direct, func(ctx context.Context) ([]any, error) {
+		return s.runEach(ctx, countScript, calls)
+	})
+	if err != nil {
+		return nil, wrap("count", err)
+	}
+	statuses := store.Statuses()
+	counts := make(map[store.Status]int64)
+	for _, reply := range replies {
+		ns, ok := reply.([]any)
+		if !ok || len(ns) != len(statuses) {
+			return nil, fmt.Errorf("redisstore: count: %w: count script answered %v", store.ErrCorrupt, reply)
+		}
+		for i, n := range ns {
+			if n, ok := n.(int64); ok && n > 0 {
+				counts[statuses[i]] += n
+			}
+		}
+	}
+	return counts, nil
+}
+
+// scriptCall is one call of a script: its keys and arguments.
+type scriptCall struct {
+	keys []string
+	args []any
+}
+
+// runEach runs script once for each call, in one pipeline (one round trip
+// per node of a cluster), and returns their replies in order. The calls
+// that find the script missing from a server's cache are sent again with
+// the script's text, which caches it.
+func (s *Store) runEach(ctx context.Context, script *redis.Script, calls []scriptCall) ([]any, error) {
+	cmds := make([]*redis.Cmd, len(calls))
+	_, err := s.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, c := range calls {
+			cmds[i] = script.EvalSha(ctx, p, c.keys, c.args...)
+		}
+		return nil
+	})
+	if err != nil && !redis.HasErrorPrefix(err, "NOSCRIPT") {
+		return nil, err
+	}
+	var missing []int
+	for i, cmd := range cmds {
+		if redis.HasErrorPrefix(cmd.Err(), "NOSCRIPT") {
+			missing = append(missing, i)
+		}
+	}
+	if len(missing) > 0 {
+		_, err := s.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for _, i := range missing {
+				cmds[i] = script.Eval(ctx, p, calls[i].keys, calls[i].args...)
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	replies := make([]any, len(cmds))
+	for i, cmd := range cmds {
+		replies[i] = cmd.Val()
+	}
+	return replies, nil
+}
+
+// entryTime returns the creation time, in nanoseconds since 1970, at the
+// start of index entry e.
+func entryTime(e string) int64 {
+	return int64(binary.BigEndian.Uint64([]byte(e[:entryTimeLen])) ^ (1 << 63))
+}

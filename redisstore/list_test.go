@@ -1,0 +1,52 @@
+package redisstore_test
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/taskstatus/taskstatus/store"
+)
+
+// TestIndexesHoldLiveTasks: 200 tasks expire, and nothing lists or counts
+// them. The writes of 200 other tasks take every expired one out of the
+// indexes: the indexes hold the live tasks only, so that their memory is
+// bounded by the live tasks however few listings are made.
+func TestIndexesHoldLiveTasks(t *testing.T) {
+	s, mr, _ := newMiniStore(t)
+	now := time.Now()
+	mr.SetTime(now)
+	ctx := t.Context()
+	for i := range 200 {
+		w := write(newState(fmt.Sprintf("old-%d", i)))
+		w.TTL = time.Minute
+		require.NoError(t, s.Put(ctx, w))
+	}
+	mr.SetTime(now.Add(2 * time.Minute))
+	mr.FastForward(2 * time.Minute)
+	for i := range 200 {
+		st := newState(fmt.Sprintf("new-%d", i))
+		require.NoError(t, s.Put(ctx, write(st)))
+		require.NoError(t, s.Put(ctx, write(succeed(st))))
+	}
+	var entries int
+	for _, key := range mr.Keys() {
+		if !strings.Contains(key, "}i:") {
+			continue
+		}
+		members, err := mr.ZMembers(key)
+		require.NoError(t, err)
+		for _, m := range members {
+			require.Contains(t, m, "new-", "index %s holds an entry of a task that expired", key)
+		}
+		entries += len(members)
+	}
+	assert.Equal(t, 200, entries, "one entry per live task")
+	counts, err := s.Count(ctx, store.Filter{})
+	require.NoError(t, err)
+	assert.Equal(t, map[store.Status]int64{store.StatusSuccess: 200}, counts)
+}
