@@ -31,8 +31,10 @@
 //     hexadecimal);
 //   - announced: the version last published to watchers, which quiet writes
 //     do not change;
-//   - status, entry, kind, labels and lease: what the listing reads (see
-//     Listing) without decoding the JSON.
+//   - index: what the indexes and the listing read without decoding the
+//     JSON (see Listing): 8 bytes of the creation time, then the status,
+//     kind, lease (in microseconds) and labels ("\x00key=value" each, and
+//     "\x00"), separated by newlines.
 //
 // The version and the incarnation have fields of their own so that the
 // write script compares them without decoding JSON (a plain string key

@@ -60,8 +60,8 @@ func Example() {
 	fmt.Println(got.Status, got.Version)
 
 	// What redis-cli HGETALL taskstatus:{t9}t:doc-123 shows (the task's
-	// shard is 9), but for the fields the listing reads.
-	for _, field := range []string{"version", "inc", "state", "writes", "announced", "status", "kind"} {
+	// shard is 9), but for the binary index field the listing reads.
+	for _, field := range []string{"version", "inc", "state", "writes", "announced"} {
 		fmt.Printf("%s: %s\n", field, mr.HGet("taskstatus:{t9}t:doc-123", field))
 	}
 	// Output:
@@ -73,8 +73,6 @@ func Example() {
 	// state: {"id":"doc-123","incarnation":"k3x9","status":"pending","created_at":"2025-11-12T10:00:00Z","updated_at":"2025-11-12T10:00:00Z","attempt":1,"version":1}
 	// writes: w1
 	// announced: 1
-	// status: pending
-	// kind:
 }
 
 func ExampleStore_Watch() {

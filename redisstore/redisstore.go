@@ -153,8 +153,7 @@ func (s *Store) Put(ctx context.Context, w store.Write) error {
 	args := []any{
 		w.Prev, st.Version, st.Incarnation, data, ttl,
 		writeToken(w.ID), store.MinWriteIDs, announce, eventsChannel(s.prefix, st.ID),
-		indexPrefix(s.prefix, shard), string(st.Status), indexEntry(st.CreatedAt, st.ID),
-		st.Kind, labelsField(st.Labels), leaseField(st.LeaseUntil),
+		indexPrefix(s.prefix, shard), indexField(st), indexEntry(st.CreatedAt, st.ID), string(st.Status),
 	}
 
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
@@ -179,7 +178,7 @@ func (s *Store) Delete(ctx context.Context, id string) error {
 	shard := shardOf(id)
 	err := exec(ctx, s.direct, func(ctx context.Context) error {
 		return deleteScript.Run(ctx, s.client, []string{taskKey(s.prefix, id), expiryKey(s.prefix, shard)},
-			notice{ID: id}.encode(), eventsChannel(s.prefix, id), indexPrefix(s.prefix, shard)).Err()
+			notice{ID: id}.encode(), eventsChannel(s.prefix, id), indexPrefix(s.prefix, shard), id).Err()
 	})
 	if err != nil {
 		return wrap(fmt.Sprintf("delete %q", id), err)

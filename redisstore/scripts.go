@@ -55,12 +55,14 @@ import (
 // ARGV[8] -> the change notification to publish; "" for a quiet write
 // ARGV[9] -> <prefix>{<id>}:events, the channel of the task's changes
 // ARGV[10] -> the shard's index prefix
-// ARGV[11..15] -> the status, index entry, kind, labels and lease fields
+// ARGV[11] -> the index field (indexField)
+// ARGV[12] -> the index entry
+// ARGV[13] -> the status
 //
 // Returns "OK", or an error reply "CONFLICT <what is stored>" or
 // "CORRUPT <reason>" (such as a key that is not a hash).
 var putScript = redis.NewScript(luaExpire + `
-local stored = redis.pcall('HMGET', KEYS[1], 'version', 'inc', 'writes', 'status', 'entry')
+local stored = redis.pcall('HMGET', KEYS[1], 'version', 'inc', 'writes', 'index')
 if stored.err then
 	return redis.error_reply('CORRUPT ' .. stored.err)
 end
@@ -101,23 +103,25 @@ if id ~= '' then
 		end
 	end
 end
-local idx, status, entry = ARGV[10], ARGV[11], ARGV[12]
-redis.call('HSET', KEYS[1], 'version', ARGV[2], 'inc', ARGV[3], 'state', ARGV[4], 'writes', writes,
-	'status', status, 'entry', entry, 'kind', ARGV[13], 'labels', ARGV[14], 'lease', ARGV[15])
+local idx, entry, status = ARGV[10], ARGV[12], ARGV[13]
 if ARGV[8] ~= '' then
-	redis.call('HSET', KEYS[1], 'announced', ARGV[2])
+	redis.call('HSET', KEYS[1], 'version', ARGV[2], 'inc', ARGV[3], 'state', ARGV[4], 'writes', writes,
+		'index', ARGV[11], 'announced', ARGV[2])
 	redis.call('PUBLISH', ARGV[9], ARGV[8])
 else
+	redis.call('HSET', KEYS[1], 'version', ARGV[2], 'inc', ARGV[3], 'state', ARGV[4], 'writes', writes, 'index', ARGV[11])
 	redis.call('HSETNX', KEYS[1], 'announced', stored[1] or '0')
 end
-if stored[4] ~= status or stored[5] ~= entry then
-	if stored[5] then
-		redis.call('ZREM', idx .. stored[4], stored[5])
+local was, created = unindex(stored[4])
+local old = created and created .. string.sub(entry, 9)
+if was ~= status or old ~= entry then
+	if old then
+		redis.call('ZREM', idx .. was, old)
 	end
 	redis.call('ZADD', idx .. status, 0, entry)
 end
-if stored[5] and stored[5] ~= entry then
-	redis.call('ZREM', KEYS[2], stored[5])
+if old and old ~= entry then
+	redis.call('ZREM', KEYS[2], old)
 end
 local now = serverMillis()
 if ARGV[5] == '0' then
@@ -139,13 +143,17 @@ return redis.status_reply('OK')
 // ARGV[1] -> the deletion notification to publish
 // ARGV[2] -> <prefix>{<id>}:events, the channel of the task's changes
 // ARGV[3] -> the shard's index prefix
+// ARGV[4] -> the task's id
 //
 // Returns "OK".
-var deleteScript = redis.NewScript(`
-local stored = redis.pcall('HMGET', KEYS[1], 'status', 'entry')
-if not stored.err and stored[1] and stored[2] then
-	redis.call('ZREM', ARGV[3] .. stored[1], stored[2])
-	redis.call('ZREM', KEYS[2], stored[2])
+var deleteScript = redis.NewScript(luaExpire + `
+local stored = redis.pcall('HGET', KEYS[1], 'index')
+if type(stored) == 'string' then
+	local status, created = unindex(stored)
+	if status then
+		redis.call('ZREM', ARGV[3] .. status, created .. ARGV[4])
+		redis.call('ZREM', KEYS[2], created .. ARGV[4])
+	end
 end
 if redis.call('DEL', KEYS[1]) == 1 then
 	redis.call('PUBLISH', ARGV[2], ARGV[1])
@@ -154,13 +162,26 @@ return redis.status_reply('OK')
 `)
 
 // luaExpire defines, for the scripts that start with it, serverMillis,
-// the server's time in milliseconds, and expire(exp, idx, now, limit),
-// which takes out of a shard's indexes up to limit entries of tasks that
-// expired before now, given the shard's expiry index and index prefix,
-// and returns how many it took out. An entry is taken out once its task
-// expired: Redis keeps a key until its time is past.
+// the server's time in milliseconds; unindex(v), which returns the
+// status, creation time (as in an index entry), kind, lease and labels
+// of index field v, nothing for a field that is not one; and
+// expire(exp, idx, now, limit), which takes out of a shard's indexes up
+// to limit entries of tasks that expired before now, given the shard's
+// expiry index and index prefix, and returns how many it took out. An
+// entry is taken out once its task expired: Redis keeps a key until its
+// time is past.
 var luaExpire = `
 local statuses = {` + luaStatuses() + `}
+local function unindex(v)
+	if not v then
+		return nil
+	end
+	local status, kind, lease, labels = string.match(string.sub(v, 9), '^([^\n]*)\n([^\n]*)\n([^\n]*)\n(.*)$')
+	if not status then
+		return nil
+	end
+	return status, string.sub(v, 1, 8), kind, lease, labels
+end
 local function serverMillis()
 	local t = redis.call('TIME')
 	return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -215,10 +236,10 @@ expire(KEYS[1], ARGV[8], serverMillis(), 100)
 local n, kind, needle, lease = tonumber(ARGV[3]), ARGV[4], ARGV[5], tonumber(ARGV[6])
 local check = kind ~= '' or needle ~= '' or lease ~= nil
 local function matches(e)
-	local f = redis.call('HMGET', ARGV[7] .. string.sub(e, 9), 'kind', 'labels', 'lease')
-	return (kind == '' or f[1] == kind)
-		and (needle == '' or (f[2] and string.find(f[2], needle, 1, true) ~= nil))
-		and (lease == nil or (f[3] and f[3] ~= '' and tonumber(f[3]) < lease))
+	local status, _, k, l, labels = unindex(redis.call('HGET', ARGV[7] .. string.sub(e, 9), 'index'))
+	return status ~= nil and (kind == '' or k == kind)
+		and (needle == '' or string.find(labels, needle, 1, true) ~= nil)
+		and (lease == nil or (l ~= '' and tonumber(l) < lease))
 end
 local out = {}
 for i = 2, #KEYS do
@@ -270,8 +291,8 @@ for i, s in ipairs(statuses) do
 		while true do
 			local batch = redis.call('ZRANGE', key, at, at + 999)
 			for _, e in ipairs(batch) do
-				local f = redis.call('HMGET', ARGV[3] .. string.sub(e, 9), 'kind', 'labels')
-				if (kind == '' or f[1] == kind) and (needle == '' or (f[2] and string.find(f[2], needle, 1, true) ~= nil)) then
+				local status, _, k, _, labels = unindex(redis.call('HGET', ARGV[3] .. string.sub(e, 9), 'index'))
+				if status and (kind == '' or k == kind) and (needle == '' or string.find(labels, needle, 1, true) ~= nil) then
 					count = count + 1
 				end
 			end

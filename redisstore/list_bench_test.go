@@ -1,0 +1,193 @@
+package redisstore_test
+
+// Benchmarks of the listing on a real Redis server (TASKSTATUS_REDIS_ADDR,
+// which they require): a whole task lifecycle written with its index
+// entries, and a page of failed tasks among many, against one raw
+// ZREVRANGE of 50 in the same run. A server of its own keeps the shared
+// one clean and its memory figure plain:
+//
+//	redis-server --port 6390 --save '' --daemonize yes
+//	TASKSTATUS_REDIS_ADDR=127.0.0.1:6390 go test -run '^$' -bench 'Lifecycle|ListPage' \
+//		-redisstore.list.tasks=1000000 ./redisstore/
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/require"
+
+	"github.com/taskstatus/taskstatus/redisstore"
+	"github.com/taskstatus/taskstatus/store"
+)
+
+var listTasks = flag.Int("redisstore.list.tasks", 100_000, "tasks BenchmarkListPage lists among (1% of them failed)")
+
+// BenchmarkLifecycle writes whole task lifecycles, 32 at once: creation,
+// running, 10 step updates, success; 13 writes, 3 of them changing the
+// status. The metric is per write.
+func BenchmarkLifecycle(b *testing.B) {
+	c, prefix := benchClient(b)
+	s, err := redisstore.New(c, redisstore.WithPrefix(prefix))
+	require.NoError(b, err)
+	var tasks atomic.Int64
+	writers := make([]writer, 32)
+	for i := range writers {
+		var st store.State
+		writes := 0
+		writers[i] = func(ctx context.Context) error {
+			switch writes % 13 {
+			case 0:
+				st = benchState(fmt.Sprintf("life-%d", tasks.Add(1)))
+				st.Status, st.Version = store.StatusPending, 1
+			case 1:
+				st = next(st, func(s *store.State) { s.Status = store.StatusRunning })
+			case 12:
+				st = succeed(st)
+			default:
+				st = advance(st)
+			}
+			writes++
+			return put(ctx, s, st, benchTTL)
+		}
+	}
+	runWriters(b, writers)
+}
+
+// BenchmarkListPage lists the newest page of 50 failed tasks among
+// -redisstore.list.tasks tasks, 1% of them failed, with ids of 36
+// characters, and reports the p50 and p99 of a page, the same of one raw
+// ZREVRANGE of 50 on a status index, and the bytes the indexes take per
+// task (the sorted sets, and the fields of the hash only the listing
+// reads).
+func BenchmarkListPage(b *testing.B) {
+	if os.Getenv(envAddr) == "" {
+		b.Fatalf("%s is not set: the listing is measured on a real server", envAddr)
+	}
+	c, prefix := benchClient(b)
+	s, err := redisstore.New(c, redisstore.WithPrefix(prefix))
+	require.NoError(b, err)
+	populateFailed(b, s, *listTasks)
+
+	b.Run("store", func(b *testing.B) {
+		f := store.Filter{Statuses: []store.Status{store.StatusFailed}}
+		latencies(b, func(ctx context.Context) error {
+			page, err := s.List(ctx, f, 50, "")
+			if err == nil && len(page.Tasks) != 50 {
+				err = fmt.Errorf("a page of %d tasks", len(page.Tasks))
+			}
+			return err
+		})
+	})
+	b.Run("zrevrange", func(b *testing.B) {
+		key := prefix + "{t0}i:failed"
+		latencies(b, func(ctx context.Context) error {
+			return c.ZRevRange(ctx, key, 0, 49).Err()
+		})
+	})
+	b.Run("memory", func(b *testing.B) {
+		for range b.N {
+			sets, fields := indexBytes(b, c, prefix)
+			b.ReportMetric((sets+fields)/float64(*listTasks), "index-B/task")
+			b.ReportMetric(sets/float64(*listTasks), "sets-B/task")
+		}
+	})
+}
+
+// populateFailed writes n tasks, one in a hundred failed and the others
+// succeeded, with ids of 36 characters, from 64 goroutines.
+func populateFailed(b *testing.B, s *redisstore.Store, n int) {
+	ctx := b.Context()
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range 64 {
+		wg.Go(func() {
+			for i := next.Add(1); i <= int64(n); i = next.Add(1) {
+				st := newState(fmt.Sprintf("%08x-0000-4000-8000-%012x", i, i))
+				st.CreatedAt = st.CreatedAt.Add(time.Duration(i) * time.Millisecond)
+				st.Status, st.Kind = store.StatusSuccess, "document"
+				st.Labels = map[string]string{"project_id": fmt.Sprintf("p%d", i%100)}
+				if i%100 == 0 {
+					st.Status = store.StatusFailed
+				}
+				if err := put(ctx, s, st, benchTTL); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	require.False(b, b.Failed())
+}
+
+// latencies runs op b.N times and reports its p50 and p99.
+func latencies(b *testing.B, op func(context.Context) error) {
+	ctx := b.Context()
+	took := make([]time.Duration, 0, b.N)
+	b.ResetTimer()
+	for range b.N {
+		start := time.Now()
+		if err := op(ctx); err != nil {
+			b.Fatal(err)
+		}
+		took = append(took, time.Since(start))
+	}
+	b.StopTimer()
+	slices.Sort(took)
+	b.ReportMetric(float64(took[len(took)/2].Microseconds()), "p50-µs")
+	b.ReportMetric(float64(took[len(took)*99/100].Microseconds()), "p99-µs")
+}
+
+// indexBytes returns what the indexes of the tasks under prefix take: the
+// sorted sets of every shard, and the fields only the listing reads in
+// every task's hash, estimated from 100 tasks (the memory of a copy of the
+// hash with them, less that of a copy without them).
+func indexBytes(b *testing.B, c *redis.Client, prefix string) (sets, fields float64) {
+	ctx := b.Context()
+	var total int64
+	for n := range 16 {
+		for _, name := range append([]string{"expiry"}, statusNames()...) {
+			used, err := c.MemoryUsage(ctx, fmt.Sprintf("%s{t%d}i:%s", prefix, n, name), 0).Result()
+			if err != nil && err != redis.Nil {
+				b.Fatal(err)
+			}
+			total += used
+		}
+	}
+	var fieldBytes int64
+	for i := 1; i <= 100; i++ {
+		key := redisstore.TaskKey(prefix, fmt.Sprintf("%08x-0000-4000-8000-%012x", i, i))
+		all, err := c.HGetAll(ctx, key).Result()
+		require.NoError(b, err)
+		with, without := prefix+"copy-with", prefix+"copy-without"
+		require.NoError(b, c.HSet(ctx, with, all).Err())
+		for _, f := range []string{"index"} {
+			delete(all, f)
+		}
+		require.NoError(b, c.HSet(ctx, without, all).Err())
+		w, err := c.MemoryUsage(ctx, with, 0).Result()
+		require.NoError(b, err)
+		wo, err := c.MemoryUsage(ctx, without, 0).Result()
+		require.NoError(b, err)
+		fieldBytes += w - wo
+		require.NoError(b, c.Del(ctx, with, without).Err())
+	}
+	return float64(total), float64(fieldBytes) / 100 * float64(*listTasks)
+}
+
+// statusNames returns the names of the statuses.
+func statusNames() []string {
+	var names []string
+	for _, s := range store.Statuses() {
+		names = append(names, string(s))
+	}
+	return names
+}
