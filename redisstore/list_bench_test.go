@@ -12,6 +12,7 @@ package redisstore_test
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -89,7 +90,7 @@ func BenchmarkListPage(b *testing.B) {
 	b.Run("zrevrange", func(b *testing.B) {
 		key := prefix + "{t0}i:failed"
 		latencies(b, func(ctx context.Context) error {
-			return c.ZRevRange(ctx, key, 0, 49).Err()
+			return c.ZRangeArgs(ctx, redis.ZRangeArgs{Key: key, Start: 0, Stop: 49, Rev: true}).Err()
 		})
 	})
 	b.Run("memory", func(b *testing.B) {
@@ -156,7 +157,7 @@ func indexBytes(b *testing.B, c *redis.Client, prefix string) (sets, fields floa
 	for n := range 16 {
 		for _, name := range append([]string{"expiry"}, statusNames()...) {
 			used, err := c.MemoryUsage(ctx, fmt.Sprintf("%s{t%d}i:%s", prefix, n, name), 0).Result()
-			if err != nil && err != redis.Nil {
+			if err != nil && !errors.Is(err, redis.Nil) {
 				b.Fatal(err)
 			}
 			total += used
