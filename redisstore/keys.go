@@ -43,7 +43,13 @@ func shardPrefix(prefix string, n int) string {
 // taskKey returns the key of the hash that holds task id:
 // "<prefix>{tN}t:<id>", N its shard.
 func taskKey(prefix, id string) string {
-	return shardPrefix(prefix, shardOf(id)) + "t:" + id
+	return taskPrefix(prefix, shardOf(id)) + id
+}
+
+// taskPrefix returns the prefix of the keys of shard n's tasks:
+// "<prefix>{tn}t:".
+func taskPrefix(prefix string, n int) string {
+	return shardPrefix(prefix, n) + "t:"
 }
 
 // indexPrefix returns the prefix of the index keys of shard n:

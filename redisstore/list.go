@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"slices"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -15,13 +16,15 @@ import (
 	"github.com/taskstatus/taskstatus/store"
 )
 
-// List implements [store.Lister] in two round trips (per node of a
-// cluster): listScript on every shard finds up to a page in each status
-// index the filter reads, and the newest page of all those is read with
-// one HMGET a task. A task found in an index but gone by the time it is
-// read (it expired, or was deleted) is left out of the page, which may then
-// hold fewer tasks than the page size; if it would hold none, List reads
-// on.
+// List implements [store.Lister], mostly in two round trips (per node of
+// a cluster): listScript on every shard finds the newest entries of each
+// status index the filter reads, a few more than the shard's share of a
+// page, and the newest page of all those is read with one HMGET a task.
+// When a shard may hold more of the page than it was asked for (the
+// entries are unevenly spread, or the page is mostly gone), List asks
+// again from where it is sure of the order. A task found in an index but
+// gone by the time it is read (it expired, or was deleted) is left out of
+// the page.
 //
 // A filter by status and creation time reads the indexes alone; one by
 // kind, label or lease also reads the hash of each task it passes over, so
@@ -41,6 +44,7 @@ func (s *Store) List(ctx context.Context, f store.Filter, pageSize int, pageToke
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
+	var page store.Page
 	for {
 		found, err := call(ctx, s.direct, func(ctx context.Context) (found, error) {
 			return s.find(ctx, q)
@@ -48,20 +52,20 @@ func (s *Store) List(ctx context.Context, f store.Filter, pageSize int, pageToke
 		if err != nil {
 			return store.Page{}, wrap("list", err)
 		}
-		page, err := s.readPage(ctx, f, found.entries)
+		tasks, err := s.readPage(ctx, f, found.entries)
 		if err != nil {
 			return store.Page{}, wrap("list", err)
 		}
+		page.Tasks = append(page.Tasks, tasks...)
 		if !found.more {
 			return page, nil
 		}
 		last := found.entries[len(found.entries)-1]
-		if len(page.Tasks) > 0 {
-			id := entryID(last)
-			page.NextPageToken = pagetoken.Make(f, pagetoken.Cursor{Created: entryTime(last), ID: id})
+		if len(page.Tasks) == size {
+			page.NextPageToken = pagetoken.Make(f, pagetoken.Cursor{Created: entryTime(last), ID: entryID(last)})
 			return page, nil
 		}
-		q.max = "(" + last // every task found was gone: read on
+		q.max, q.size = "("+last, size-len(page.Tasks)
 	}
 }
 
@@ -116,8 +120,15 @@ type found struct {
 	more    bool
 }
 
-// find runs q on every shard and returns what it found.
+// find runs q on every shard and returns the newest entries it is sure
+// of. Each index is asked for twice its share of the page (the page
+// spread evenly over the shards), which is nearly always enough: entries
+// are spread over the shards by a hash of their id. An index that
+// answers as many as it was asked for may hold more, older than the last
+// it answered: only the entries from the newest such last entry up are
+// sure to be the newest, and find returns those, at most q.size.
 func (s *Store) find(ctx context.Context, q query) (found, error) {
+	limit := 2 * ((q.size + shards - 1) / shards)
 	calls := make([]scriptCall, shards)
 	for n := range shards {
 		keys := make([]string, 0, 1+len(q.statuses))
@@ -126,8 +137,8 @@ func (s *Store) find(ctx context.Context, q query) (found, error) {
 			keys = append(keys, indexPrefix(s.prefix, n)+string(st))
 		}
 		calls[n] = scriptCall{keys: keys, args: []any{
-			q.max, q.min, q.size, q.kind, q.needle, q.lease,
-			shardPrefix(s.prefix, n) + "t:", indexPrefix(s.prefix, n),
+			q.max, q.min, limit, q.kind, q.needle, q.lease,
+			taskPrefix(s.prefix, n), indexPrefix(s.prefix, n),
 		}}
 	}
 	replies, err := s.runEach(ctx, listScript, calls)
@@ -135,7 +146,7 @@ func (s *Store) find(ctx context.Context, q query) (found, error) {
 		return found{}, err
 	}
 	var entries []string
-	more := false
+	more, sure := false, "" // sure: the newest last entry of an index that may hold more
 	for _, reply := range replies {
 		lists, ok := reply.([]any)
 		if !ok {
@@ -146,15 +157,20 @@ func (s *Store) find(ctx context.Context, q query) (found, error) {
 			if !ok {
 				return found{}, fmt.Errorf("%w: list script answered a list of %T", store.ErrCorrupt, l)
 			}
-			more = more || len(inIndex) == q.size
 			for _, e := range inIndex {
 				if e, ok := e.(string); ok && len(e) > entryTimeLen { // else not an entry: left out
 					entries = append(entries, e)
 				}
 			}
+			if len(inIndex) == limit && len(entries) > 0 {
+				more, sure = true, max(sure, entries[len(entries)-1])
+			}
 		}
 	}
 	slices.SortFunc(entries, func(a, b string) int { return strings.Compare(b, a) })
+	if more {
+		entries = entries[:sort.Search(len(entries), func(i int) bool { return entries[i] < sure })]
+	}
 	if len(entries) > q.size {
 		entries, more = entries[:q.size], true
 	}
@@ -163,7 +179,7 @@ func (s *Store) find(ctx context.Context, q query) (found, error) {
 
 // readPage reads the tasks of entries and returns, in their order, those
 // that f matches and that are still the tasks of their entries.
-func (s *Store) readPage(ctx context.Context, f store.Filter, entries []string) (store.Page, error) {
+func (s *Store) readPage(ctx context.Context, f store.Filter, entries []string) ([]store.State, error) {
 	fields := []string{fieldVersion, fieldIncarnation, fieldState, fieldAnnounced}
 	cmds, err := call(ctx, s.direct, func(ctx context.Context) ([]*redis.SliceCmd, error) {
 		cmds := make([]*redis.SliceCmd, len(entries))
@@ -177,9 +193,9 @@ func (s *Store) readPage(ctx context.Context, f store.Filter, entries []string) 
 		return cmds, err
 	})
 	if err != nil {
-		return store.Page{}, err
+		return nil, err
 	}
-	page := store.Page{Tasks: make([]store.State, 0, len(entries))}
+	tasks := make([]store.State, 0, len(entries))
 	for i, e := range entries {
 		id := entryID(e)
 		m := make(map[string]string, len(fields))
@@ -197,10 +213,10 @@ func (s *Store) readPage(ctx context.Context, f store.Filter, entries []string) 
 			continue
 		}
 		if indexEntry(st.CreatedAt, st.ID) == e && f.Match(st) {
-			page.Tasks = append(page.Tasks, st)
+			tasks = append(tasks, st)
 		}
 	}
-	return page, nil
+	return tasks, nil
 }
 
 // Count implements [store.Lister] with countScript on every shard, in one
@@ -220,7 +236,7 @@ func (s *Store) Count(ctx context.Context, f store.Filter) (map[store.Status]int
 	calls := make([]scriptCall, shards)
 	for n := range shards {
 		calls[n] = scriptCall{keys: []string{expiryKey(s.prefix, n)},
-			args: []any{f.Kind, needle, shardPrefix(s.prefix, n) + "t:", indexPrefix(s.prefix, n)}}
+			args: []any{f.Kind, needle, taskPrefix(s.prefix, n), indexPrefix(s.prefix, n)}}
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()

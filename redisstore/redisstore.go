@@ -154,6 +154,7 @@ func (s *Store) Put(ctx context.Context, w store.Write) error {
 		w.Prev, st.Version, st.Incarnation, data, ttl,
 		writeToken(w.ID), store.MinWriteIDs, announce, eventsChannel(s.prefix, st.ID),
 		indexPrefix(s.prefix, shard), indexField(st), indexEntry(st.CreatedAt, st.ID), string(st.Status),
+		taskPrefix(s.prefix, shard),
 	}
 
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)

@@ -26,11 +26,13 @@ import (
 //
 // It keeps the shard's indexes (index.go) in step: it moves the task's
 // index entry to the index of its new status when the status or the entry
-// changed, files the entry in the expiry index by when the task expires
-// (by the server's clock) or takes it out for a task without a time to
-// live, and takes out of the indexes up to 4 entries of the shard's tasks
-// that expired, so that the indexes hold live tasks only however few
-// listings are made.
+// changed, and then takes out of the indexes up to 4 entries of the
+// shard's tasks that expired, so that the indexes hold live tasks only
+// however few listings are made; it files the entry in the expiry index by
+// when the task expires (by the server's clock), unless it is filed
+// earlier already (ZADD LT: a write that only moves the expiry later costs
+// no change of the sorted set), or takes it out for a task without a time
+// to live.
 //
 // The write ids are looked for only when the write does not apply: a
 // resend of a write that was applied finds another version, or another
@@ -58,6 +60,7 @@ import (
 // ARGV[11] -> the index field (indexField)
 // ARGV[12] -> the index entry
 // ARGV[13] -> the status
+// ARGV[14] -> the prefix of the shard's task keys
 //
 // Returns "OK", or an error reply "CONFLICT <what is stored>" or
 // "CORRUPT <reason>" (such as a key that is not a hash).
@@ -114,24 +117,24 @@ else
 end
 local was, created = unindex(stored[4])
 local old = created and created .. string.sub(entry, 9)
+local now = serverMillis()
 if was ~= status or old ~= entry then
 	if old then
 		redis.call('ZREM', idx .. was, old)
 	end
 	redis.call('ZADD', idx .. status, 0, entry)
+	if old and old ~= entry then
+		redis.call('ZREM', KEYS[2], old)
+	end
+	expire(KEYS[2], idx, ARGV[14], now, 4)
 end
-if old and old ~= entry then
-	redis.call('ZREM', KEYS[2], old)
-end
-local now = serverMillis()
 if ARGV[5] == '0' then
 	redis.call('PERSIST', KEYS[1])
 	redis.call('ZREM', KEYS[2], entry)
 else
 	redis.call('PEXPIRE', KEYS[1], ARGV[5])
-	redis.call('ZADD', KEYS[2], now + tonumber(ARGV[5]), entry)
+	redis.call('ZADD', KEYS[2], 'LT', now + tonumber(ARGV[5]), entry)
 end
-expire(KEYS[2], idx, now, 4)
 return redis.status_reply('OK')
 `)
 
@@ -165,11 +168,14 @@ return redis.status_reply('OK')
 // the server's time in milliseconds; unindex(v), which returns the
 // status, creation time (as in an index entry), kind, lease and labels
 // of index field v, nothing for a field that is not one; and
-// expire(exp, idx, now, limit), which takes out of a shard's indexes up
-// to limit entries of tasks that expired before now, given the shard's
-// expiry index and index prefix, and returns how many it took out. An
-// entry is taken out once its task expired: Redis keeps a key until its
-// time is past.
+// expire(exp, idx, tasks, now, limit), which looks at up to limit
+// entries the expiry index exp files before now, given the shard's index
+// prefix and task key prefix, and returns how many it looked at. An entry
+// whose task is gone, or is another task of the same id, is taken out of
+// the indexes; one whose task lives on (a write moved its expiry later)
+// is filed again by its true expiry, or taken out of the expiry index if
+// it has none. An entry is filed before now once its task expired: Redis
+// keeps a key until its time is past.
 var luaExpire = `
 local statuses = {` + luaStatuses() + `}
 local function unindex(v)
@@ -186,18 +192,27 @@ local function serverMillis()
 	local t = redis.call('TIME')
 	return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
-local function expire(exp, idx, now, limit)
-	local gone = redis.call('ZRANGEBYSCORE', exp, '-inf', '(' .. now, 'LIMIT', 0, limit)
-	if #gone == 0 then
-		return 0
-	end
-	for _, e in ipairs(gone) do
-		for _, s in ipairs(statuses) do
-			redis.call('ZREM', idx .. s, e)
+local function expire(exp, idx, tasks, now, limit)
+	local due = redis.call('ZRANGEBYSCORE', exp, '-inf', '(' .. now, 'LIMIT', 0, limit)
+	for _, e in ipairs(due) do
+		local key = tasks .. string.sub(e, 9)
+		local _, created = unindex(redis.call('HGET', key, 'index'))
+		local ttl = -2
+		if created and created == string.sub(e, 1, 8) then
+			ttl = redis.call('PTTL', key)
+		end
+		if ttl > 0 then
+			redis.call('ZADD', exp, now + ttl, e)
+		else
+			redis.call('ZREM', exp, e)
+			if ttl == -2 then
+				for _, s in ipairs(statuses) do
+					redis.call('ZREM', idx .. s, e)
+				end
+			end
 		end
 	end
-	redis.call('ZREM', exp, unpack(gone))
-	return #gone
+	return #due
 end
 `
 
@@ -213,8 +228,8 @@ func luaStatuses() string {
 	return b.String()
 }
 
-// listScript finds, in each of a shard's status indexes, up to a page of
-// the tasks a filter finds, newest first, after taking out of the indexes
+// listScript finds, in each of a shard's status indexes, up to a number
+// of the tasks a filter finds, newest first, after taking out of the indexes
 // up to 100 entries of tasks that expired. It checks a task's kind, label
 // and lease in its hash only when the filter sets them: a listing by
 // status and creation time reads the indexes alone.
@@ -223,7 +238,7 @@ func luaStatuses() string {
 // KEYS[2..] -> the status indexes to read
 // ARGV[1] -> the newest entry to find, for ZREVRANGEBYLEX: "+", or "(" and an entry
 // ARGV[2] -> the oldest: "-", or "[" and an entry
-// ARGV[3] -> the page size
+// ARGV[3] -> how many to find in each index
 // ARGV[4] -> the kind; "" for any
 // ARGV[5] -> the label's needle (labelNeedle); "" for any
 // ARGV[6] -> the lease bound in microseconds, rounded up; "" for any lease
@@ -232,9 +247,13 @@ func luaStatuses() string {
 //
 // Returns a list per status index of the entries found in it.
 var listScript = redis.NewScript(luaExpire + `
-expire(KEYS[1], ARGV[8], serverMillis(), 100)
+expire(KEYS[1], ARGV[8], ARGV[7], serverMillis(), 100)
 local n, kind, needle, lease = tonumber(ARGV[3]), ARGV[4], ARGV[5], tonumber(ARGV[6])
 local check = kind ~= '' or needle ~= '' or lease ~= nil
+local size = n -- of a batch read from an index
+if check then
+	size = math.max(n, 64) -- fewer calls when few tasks match
+end
 local function matches(e)
 	local status, _, k, l, labels = unindex(redis.call('HGET', ARGV[7] .. string.sub(e, 9), 'index'))
 	return status ~= nil and (kind == '' or k == kind)
@@ -245,7 +264,7 @@ local out = {}
 for i = 2, #KEYS do
 	local found, max = {}, ARGV[1]
 	while #found < n do
-		local batch = redis.call('ZREVRANGEBYLEX', KEYS[i], max, ARGV[2], 'LIMIT', 0, n)
+		local batch = redis.call('ZREVRANGEBYLEX', KEYS[i], max, ARGV[2], 'LIMIT', 0, size)
 		for _, e in ipairs(batch) do
 			if not check or matches(e) then
 				found[#found + 1] = e
@@ -254,7 +273,7 @@ for i = 2, #KEYS do
 				end
 			end
 		end
-		if #batch < n then
+		if #batch < size then
 			break
 		end
 		max = '(' .. batch[#batch]
@@ -278,7 +297,7 @@ return out
 // Returns the count of each status, in the order of store.Statuses.
 var countScript = redis.NewScript(luaExpire + `
 local now = serverMillis()
-while expire(KEYS[1], ARGV[4], now, 1000) == 1000 do
+while expire(KEYS[1], ARGV[4], ARGV[3], now, 1000) == 1000 do
 end
 local kind, needle = ARGV[1], ARGV[2]
 local out = {}

@@ -197,6 +197,33 @@ func testListExpiry(t *testing.T, l store.Lister, f Fixture, id string) {
 	assert.Equal(t, map[store.Status]int64{store.StatusPending: 1}, counts, "an expired task is not counted")
 }
 
+// testListExpiryMoved: writes move a task's expiry later, and a shorter
+// time to live moves it earlier; the task is listed and counted until it
+// expires, and not after, whatever the store filed at first.
+func testListExpiryMoved(t *testing.T, l store.Lister, f Fixture, id string) {
+	ctx := t.Context()
+	st := newState(id)
+	require.NoError(t, f.Store.Put(ctx, expiring(st))) // expires at 1h
+	f.Advance(t, 50*time.Minute)
+	st = next(st, func(s *store.State) { s.Status = store.StatusRunning })
+	require.NoError(t, f.Store.Put(ctx, expiring(st))) // expires at 1h50
+	f.Advance(t, 30*time.Minute)
+	require.Equal(t, []string{st.ID}, listAll(t, l, store.Filter{}, 10), "a task whose expiry a write moved later is listed until then")
+	counts, err := l.Count(ctx, store.Filter{})
+	require.NoError(t, err)
+	assert.Equal(t, map[store.Status]int64{store.StatusRunning: 1}, counts, "and counted")
+
+	st = next(st, func(s *store.State) { s.Status = store.StatusSuccess })
+	w := write(st)
+	w.TTL = time.Minute
+	require.NoError(t, f.Store.Put(ctx, w)) // expires at 1h21
+	f.Advance(t, 2*time.Minute)
+	require.Empty(t, listAll(t, l, store.Filter{}, 10), "a task whose expiry a write moved earlier is not listed after it")
+	counts, err = l.Count(ctx, store.Filter{})
+	require.NoError(t, err)
+	assert.Empty(t, counts, "nor counted")
+}
+
 func testListInvalid(t *testing.T, l store.Lister, f Fixture, id string) {
 	ctx := t.Context()
 	populate(t, f.Store, id, 5)

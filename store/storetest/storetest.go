@@ -88,6 +88,7 @@ func Run(t *testing.T, newFixture func(t *testing.T) Fixture) {
 		{"ListPages", listTest(testListPages)},
 		{"ListPagesWhileWritten", listTest(testListPagesWhileWritten)},
 		{"ListExpiry", listTest(testListExpiry)},
+		{"ListExpiryMoved", listTest(testListExpiryMoved)},
 		{"ListInvalid", listTest(testListInvalid)},
 		{"Count", listTest(testCount)},
 	} {
