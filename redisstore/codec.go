@@ -118,6 +118,9 @@ func checkYears(st store.State) error {
 	times := []time.Time{st.CreatedAt, st.StartedAt, st.UpdatedAt, st.CompletedAt, st.LeaseUntil, st.CancelRequestedAt}
 	for _, sp := range st.Steps {
 		times = append(times, sp.StartedAt, sp.CompletedAt)
+		for _, sub := range sp.SubSteps {
+			times = append(times, sub.StartedAt, sub.CompletedAt)
+		}
 	}
 	for _, a := range st.PreviousAttempts {
 		times = append(times, a.StartedAt, a.CompletedAt)
@@ -148,7 +151,7 @@ func inUTC(st store.State) store.State {
 	}
 	copied := false
 	for i, sp := range st.Steps {
-		if sp.StartedAt.Location() == time.UTC && sp.CompletedAt.Location() == time.UTC {
+		if sp.StartedAt.Location() == time.UTC && sp.CompletedAt.Location() == time.UTC && !slices.ContainsFunc(sp.SubSteps, notUTC) {
 			continue
 		}
 		if !copied {
@@ -156,6 +159,18 @@ func inUTC(st store.State) store.State {
 		}
 		st.Steps[i].StartedAt = sp.StartedAt.UTC()
 		st.Steps[i].CompletedAt = sp.CompletedAt.UTC()
+		if slices.ContainsFunc(sp.SubSteps, notUTC) {
+			st.Steps[i].SubSteps = slices.Clone(sp.SubSteps)
+			for j := range st.Steps[i].SubSteps {
+				sub := &st.Steps[i].SubSteps[j]
+				sub.StartedAt, sub.CompletedAt = sub.StartedAt.UTC(), sub.CompletedAt.UTC()
+			}
+		}
 	}
 	return st
+}
+
+// notUTC reports whether a time of sub is not in UTC.
+func notUTC(sub store.SubStep) bool {
+	return sub.StartedAt.Location() != time.UTC || sub.CompletedAt.Location() != time.UTC
 }

@@ -401,6 +401,11 @@ func newID() string {
 	return strconv.FormatUint(rand.Uint64(), 36)
 }
 
+// Now returns the time by the tracker's clock (see [WithClock]).
+func (t *Tracker) Now() time.Time {
+	return t.now()
+}
+
 // Get returns the current state of task id, read from the store. An
 // unknown task is reported with [store.ErrNotFound]. Errors are returned,
 // not told to the error handler.

@@ -122,6 +122,19 @@ func TestSubmitAndStatus(t *testing.T) {
 	assert.Equal(t, []string{stepFileNode, stepGraph, stepEmbedding, stepIndexing, stepFreshness}, steps)
 }
 
+// TestEmbeddingProgress: the embedding step reports its progress over the
+// document's chunks of 200 words, shown on the step.
+func TestEmbeddingProgress(t *testing.T) {
+	svc := startService(t, 0, time.Second)
+	req := request(t, "doc-long", nil)
+	req["content"] = strings.Repeat("word ", 2*chunkWords+1) // 3 chunks
+	resp := submit(t, svc.url, req, "")
+	await(t, svc.url+resp["status_url"].(string), ended)
+	embedding, ok := svc.get(t, "doc-long").Step(stepEmbedding)
+	require.True(t, ok)
+	assert.Equal(t, store.Progress{Done: 3, Total: 3, Message: "chunks embedded"}, embedding.Progress)
+}
+
 func TestSimulatedFailure(t *testing.T) {
 	svc := startService(t, 0, time.Second)
 	want := loadFixture(t, "status_failed.json")
