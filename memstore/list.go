@@ -16,7 +16,7 @@ func (s *Store) List(ctx context.Context, f store.Filter, pageSize int, pageToke
 	if err := ctx.Err(); err != nil {
 		return store.Page{}, fmt.Errorf("memstore: %w", err)
 	}
-	size, cur, hasCursor, err := listArgs(f, pageSize, pageToken)
+	size, cur, hasCursor, err := pagetoken.ListArgs(f, pageSize, pageToken)
 	if err != nil {
 		return store.Page{}, fmt.Errorf("memstore: list: %w", err)
 	}
@@ -47,25 +47,6 @@ func (s *Store) List(ctx context.Context, f store.Filter, pageSize int, pageToke
 		}
 		page.Tasks = append(page.Tasks, e.st.Clone())
 	}
-}
-
-// listArgs checks the arguments of List and returns the page size and
-// the cursor, if the token gives one.
-func listArgs(f store.Filter, pageSize int, pageToken string) (int, pagetoken.Cursor, bool, error) {
-	if err := f.Validate(); err != nil {
-		return 0, pagetoken.Cursor{}, false, err
-	}
-	switch {
-	case pageSize == 0:
-		pageSize = store.DefaultPageSize
-	case pageSize < 0 || pageSize > store.MaxPageSize:
-		return 0, pagetoken.Cursor{}, false, fmt.Errorf("%w: page size %d (1 to %d allowed)", store.ErrInvalidInput, pageSize, store.MaxPageSize)
-	}
-	if pageToken == "" {
-		return pageSize, pagetoken.Cursor{}, false, nil
-	}
-	cur, err := pagetoken.Read(f, pageToken)
-	return pageSize, cur, err == nil, err
 }
 
 // lists returns the lists that hold every task f may match: the lists of
@@ -115,11 +96,8 @@ func (s *Store) Count(ctx context.Context, f store.Filter) (map[store.Status]int
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("memstore: %w", err)
 	}
-	if err := f.Validate(); err != nil {
+	if err := pagetoken.CountFilter(f); err != nil {
 		return nil, fmt.Errorf("memstore: count: %w", err)
-	}
-	if len(f.Statuses) > 0 || !f.CreatedAfter.IsZero() || !f.CreatedBefore.IsZero() || !f.LeaseEndedBefore.IsZero() {
-		return nil, fmt.Errorf("memstore: count: %w: only a kind and a label may be given", store.ErrInvalidInput)
 	}
 	s.sweepExpired()
 	s.idxMu.RLock()

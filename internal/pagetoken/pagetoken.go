@@ -1,4 +1,5 @@
-// Package pagetoken makes and reads the page tokens of store.Lister: an
+// Package pagetoken makes and reads the page tokens of store.Lister, and
+// checks the arguments of its methods. A token is an
 // opaque string naming the last task of a page and the filter it was made
 // for, so that a token is refused with any other filter.
 package pagetoken
@@ -67,4 +68,37 @@ func fingerprint(f store.Filter) uint64 {
 		strings.Join(statuses, ","), f.Kind, f.Label.Key, f.Label.Value,
 		f.CreatedAfter.UnixNano(), f.CreatedBefore.UnixNano(), f.LeaseEndedBefore.UnixNano())
 	return h.Sum64()
+}
+
+// ListArgs checks the arguments of store.Lister.List and returns the page
+// size (DefaultPageSize for 0) and the cursor, and whether the token gives
+// one. An error wraps store.ErrInvalidInput.
+func ListArgs(f store.Filter, pageSize int, pageToken string) (int, Cursor, bool, error) {
+	if err := f.Validate(); err != nil {
+		return 0, Cursor{}, false, err
+	}
+	switch {
+	case pageSize == 0:
+		pageSize = store.DefaultPageSize
+	case pageSize < 0 || pageSize > store.MaxPageSize:
+		return 0, Cursor{}, false, fmt.Errorf("%w: page size %d (1 to %d allowed)", store.ErrInvalidInput, pageSize, store.MaxPageSize)
+	}
+	if pageToken == "" {
+		return pageSize, Cursor{}, false, nil
+	}
+	cur, err := Read(f, pageToken)
+	return pageSize, cur, err == nil, err
+}
+
+// CountFilter reports whether f can be given to store.Lister.Count: it is
+// valid and sets a kind and a label only. An error wraps
+// store.ErrInvalidInput.
+func CountFilter(f store.Filter) error {
+	if err := f.Validate(); err != nil {
+		return err
+	}
+	if len(f.Statuses) > 0 || !f.CreatedAfter.IsZero() || !f.CreatedBefore.IsZero() || !f.LeaseEndedBefore.IsZero() {
+		return fmt.Errorf("%w: only a kind and a label may be given", store.ErrInvalidInput)
+	}
+	return nil
 }
