@@ -1,0 +1,24 @@
+package pgstore_test
+
+import (
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/taskstatus/taskstatus/store/storetest"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// TestConformance runs the store contract, listing and watching included,
+// against the server named by TASKSTATUS_POSTGRES_URL, a schema per rule.
+func TestConformance(t *testing.T) {
+	pool := newPool(t, serverURL(t))
+	storetest.Run(t, func(t *testing.T) storetest.Fixture {
+		s, clock := newStore(t, pool)
+		return storetest.Fixture{Store: s, Advance: func(_ *testing.T, d time.Duration) { clock.Advance(d) }}
+	})
+}
