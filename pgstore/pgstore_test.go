@@ -18,7 +18,7 @@ func TestMain(m *testing.M) {
 func TestConformance(t *testing.T) {
 	pool := newPool(t, serverURL(t))
 	storetest.Run(t, func(t *testing.T) storetest.Fixture {
-		s, clock := newStore(t, pool)
-		return storetest.Fixture{Store: s, Advance: func(_ *testing.T, d time.Duration) { clock.Advance(d) }}
+		s := newStore(t, pool)
+		return storetest.Fixture{Store: s.Store, Advance: func(_ *testing.T, d time.Duration) { s.clock.Advance(d) }}
 	})
 }
