@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/taskstatus/taskstatus/internal/pgtest"
 	"github.com/taskstatus/taskstatus/pgstore"
 	"github.com/taskstatus/taskstatus/store"
 	"github.com/taskstatus/taskstatus/tracker"
@@ -36,7 +37,7 @@ func (a *announced) Put(ctx context.Context, w store.Write) error {
 // in order (the renewals, quiet writes, leave none), and that the history
 // outlives the task.
 func TestHistoryOfFiveSteps(t *testing.T) {
-	s := newStore(t, newPool(t, serverURL(t)))
+	s := newStore(t, pgtest.Pool(t, pgtest.URL(t)))
 	ctx := t.Context()
 	rec := &announced{Store: s}
 	tr, err := tracker.New(rec, tracker.WithLease(time.Minute))
@@ -101,7 +102,7 @@ func TestReaperKeepsBound(t *testing.T) {
 		ttl       = 20 * time.Minute
 		batch     = 7 // less than what each reap removes, so that it takes several batches
 	)
-	s := newStore(t, newPool(t, serverURL(t)), pgstore.WithHistoryRetention(retention), pgstore.WithReapInterval(0), pgstore.WithReapBatch(batch))
+	s := newStore(t, pgtest.Pool(t, pgtest.URL(t)), pgstore.WithHistoryRetention(retention), pgstore.WithReapInterval(0), pgstore.WithReapBatch(batch))
 	ctx := t.Context()
 
 	type written struct {

@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/taskstatus/taskstatus/internal/pgtest"
 	"github.com/taskstatus/taskstatus/pgstore"
 	"github.com/taskstatus/taskstatus/store"
 )
@@ -18,13 +19,13 @@ import (
 // the store works. To make the two calls meet, a third session holds the
 // migration lock until both wait for it.
 func TestMigrateRace(t *testing.T) {
-	url := serverURL(t)
+	url := pgtest.URL(t)
 	ctx := t.Context()
-	owner := newPool(t, url)
-	schema := newSchema(t, owner)
+	owner := pgtest.Pool(t, url)
+	schema := pgtest.Schema(t, owner)
 	var stores [2]*pgstore.Store
 	for i := range stores {
-		s, err := pgstore.New(newPool(t, url), pgstore.WithSchema(schema))
+		s, err := pgstore.New(pgtest.Pool(t, url), pgstore.WithSchema(schema))
 		require.NoError(t, err)
 		t.Cleanup(func() { require.NoError(t, s.Close()) })
 		stores[i] = s

@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/taskstatus/taskstatus/httpapi"
+	"github.com/taskstatus/taskstatus/internal/pgtest"
 	"github.com/taskstatus/taskstatus/pgstore"
 	"github.com/taskstatus/taskstatus/store"
 	"github.com/taskstatus/taskstatus/tracker"
@@ -23,9 +24,9 @@ import (
 // 503, never 404; once it is back, every task converges to what its run
 // did.
 func TestOutageMidRuns(t *testing.T) {
-	serverURL(t) // a test against real servers: it runs when they are named
+	pgtest.URL(t) // a test against real servers: it runs when they are named
 	srv := startServer(t)
-	pool := newPool(t, srv.url())
+	pool := pgtest.Pool(t, srv.url())
 	s, err := pgstore.New(pool, pgstore.WithTimeout(500*time.Millisecond), pgstore.WithSchema("outage"))
 	require.NoError(t, err)
 	t.Cleanup(func() { require.NoError(t, s.Close()) })

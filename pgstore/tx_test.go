@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/taskstatus/taskstatus/internal/pgtest"
 	"github.com/taskstatus/taskstatus/store"
 	"github.com/taskstatus/taskstatus/tracker"
 )
@@ -18,7 +19,7 @@ import (
 // nor its history; when it commits, both do, and others see the task only
 // from then on.
 func TestCreateInTx(t *testing.T) {
-	s := newStore(t, newPool(t, serverURL(t)))
+	s := newStore(t, pgtest.Pool(t, pgtest.URL(t)))
 	ctx := t.Context()
 	documents := pgx.Identifier{s.schema, "documents"}.Sanitize()
 	_, err := s.pool.Exec(ctx, "CREATE TABLE "+documents+" (id text PRIMARY KEY)")
