@@ -144,7 +144,8 @@ func (w *where) filter(now time.Time, f store.Filter) {
 		w.add("created_ns < %s", f.CreatedBefore.UnixNano())
 	}
 	if !f.LeaseEndedBefore.IsZero() {
-		w.add("lease_ns < %s", f.LeaseEndedBefore.UnixNano())
+		ns := f.LeaseEndedBefore.UnixNano()
+		w.add("lease_min <= %s AND lease_ns < %s", ns/int64(time.Minute), ns) // lease_min has the index
 	}
 }
 

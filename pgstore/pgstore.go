@@ -197,10 +197,10 @@ func (s *Store) put(ctx context.Context, db querier, w store.Write) error {
 	if w.Prev == 0 {
 		sql = s.q.insert
 	}
-	op := fmt.Sprintf("put %q version %d", w.State.ID, w.State.Version)
+	op := func() string { return fmt.Sprintf("put %q version %d", w.State.ID, w.State.Version) }
 	var applied bool
 	if err := db.QueryRow(ctx, sql, args...).Scan(&applied); err != nil {
-		return wrap(op, err)
+		return wrap(op(), err)
 	}
 	if applied {
 		return nil
@@ -212,10 +212,10 @@ func (s *Store) put(ctx context.Context, db querier, w store.Write) error {
 		case err == nil && resent:
 			return nil
 		case err != nil && !errors.Is(err, pgx.ErrNoRows):
-			return wrap(op, err)
+			return wrap(op(), err)
 		}
 	}
-	return fmt.Errorf("pgstore: %s: %w", op, store.ErrConflict)
+	return fmt.Errorf("pgstore: %s: %w", op(), store.ErrConflict)
 }
 
 // writeArgs returns the arguments of updateSQL and insertSQL for w, made

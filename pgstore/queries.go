@@ -55,8 +55,10 @@ SELECT EXISTS (SELECT FROM u)`
 const updateSQL = `
 WITH u AS (
 	UPDATE {schema}.tasks SET
-		version = $3::bigint, status = $5, kind = $6, labels = $7, created_ns = $8, lease_ns = $9,
-		expires_at = $10, state = $11::text,
+		version = $3::bigint, status = $5, kind = $6, labels = $7, created_ns = $8,
+		lease_ns = $9::bigint, lease_min = $9::bigint / 60000000000,
+		expires_at = $10::timestamptz, expires_min = floor(extract(epoch FROM $10::timestamptz) / 60),
+		state = $11::text,
 		announced = CASE WHEN $12::boolean THEN $3::bigint ELSE announced END,
 		write_ids = CASE WHEN $13::bytea IS NULL THEN write_ids ELSE (ARRAY[$13::bytea] || write_ids)[1:$14::integer] END
 	WHERE id = $1 AND version = $2 AND incarnation = $4 AND (expires_at IS NULL OR expires_at > $15::timestamptz)
@@ -68,13 +70,15 @@ WITH u AS (
 const insertSQL = `
 WITH u AS (
 	INSERT INTO {schema}.tasks AS t
-		(id, incarnation, version, announced, status, kind, labels, created_ns, lease_ns, expires_at, write_ids, state)
-	VALUES ($1, $4, $3::bigint, CASE WHEN $12::boolean THEN $3::bigint ELSE 0 END, $5, $6, $7, $8, $9, $10,
+		(id, incarnation, version, announced, status, kind, labels, created_ns, lease_ns, lease_min, expires_at, expires_min, write_ids, state)
+	VALUES ($1, $4, $3::bigint, CASE WHEN $12::boolean THEN $3::bigint ELSE 0 END, $5, $6, $7, $8,
+		$9::bigint, $9::bigint / 60000000000, $10::timestamptz, floor(extract(epoch FROM $10::timestamptz) / 60),
 		CASE WHEN $13::bytea IS NULL THEN '{}'::bytea[] ELSE (ARRAY[$13::bytea])[1:$14::integer] END, $11::text)
 	ON CONFLICT (id) DO UPDATE SET
 		incarnation = excluded.incarnation, version = excluded.version, announced = excluded.announced,
 		status = excluded.status, kind = excluded.kind, labels = excluded.labels,
-		created_ns = excluded.created_ns, lease_ns = excluded.lease_ns, expires_at = excluded.expires_at,
+		created_ns = excluded.created_ns, lease_ns = excluded.lease_ns, lease_min = excluded.lease_min,
+		expires_at = excluded.expires_at, expires_min = excluded.expires_min,
 		write_ids = excluded.write_ids, state = excluded.state
 	WHERE t.expires_at <= $15::timestamptz AND $2::bigint = 0
 	RETURNING id
@@ -101,19 +105,22 @@ const historySQL = `SELECT state FROM {schema}.history WHERE task_id = $1 ORDER 
 // $1 -> now; $2 -> the batch size
 const reapTasksSQL = `
 DELETE FROM {schema}.tasks WHERE id IN (
-	SELECT id FROM {schema}.tasks WHERE expires_at <= $1
-	ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED
+	SELECT id FROM {schema}.tasks
+	WHERE expires_min <= floor(extract(epoch FROM $1::timestamptz) / 60) AND expires_at <= $1
+	LIMIT $2 FOR UPDATE SKIP LOCKED
 ) AND expires_at <= $1`
 
-// reapHistorySQL removes at most a batch of the oldest history rows
-// recorded before a time.
+// reapHistorySQL removes at most a batch of the history rows recorded
+// before a time, found through the BRIN index of recorded_at, and then by
+// their place (ctid): history has no index on seq, which every write
+// would pay for.
 //
 // $1 -> the oldest time kept; $2 -> the batch size
 const reapHistorySQL = `
-DELETE FROM {schema}.history WHERE seq IN (
-	SELECT seq FROM {schema}.history WHERE recorded_at < $1
-	ORDER BY recorded_at LIMIT $2 FOR UPDATE SKIP LOCKED
-)`
+DELETE FROM {schema}.history WHERE ctid = ANY(ARRAY(
+	SELECT ctid FROM {schema}.history WHERE recorded_at < $1
+	LIMIT $2 FOR UPDATE SKIP LOCKED
+))`
 
 // pollSQL reads the watched tasks that have not expired: each one's
 // incarnation, version and announced version, and its state if a watcher
