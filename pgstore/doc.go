@@ -39,7 +39,8 @@
 // leaves room on each page (fillfactor 70). The history has two indexes:
 // by task, and a BRIN index of its time for the reaper. With the expiry
 // indexed exactly, a benchmark of 32 tasks measured writes at 0.66 times
-// the floor's throughput; as they are, at about 0.75 (BENCHMARKS.md).
+// the throughput of a raw single-row UPDATE, and at 0.73 without that
+// index; BENCHMARKS.md has the figures, and what a history row costs.
 //
 // # Writes
 //
