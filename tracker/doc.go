@@ -64,8 +64,9 @@
 // makes, as an [Event]: the task's state before and after it, the changes,
 // how long it took; and of each error the error handler is told of. It is
 // the one hook that metrics, traces, logs and completion hooks attach to:
-// [WithOnEnd] is an Observer. A Tracker without observers pays nothing
-// for them.
+// [WithOnEnd] is an Observer, and so is the Observe method of the
+// otelstatus package's Telemetry, which makes OpenTelemetry metrics and
+// spans of the events. A Tracker without observers pays nothing for them.
 //
 // # Tracking never breaks the work, and never lies
 //
