@@ -8,13 +8,12 @@ package otelstatus_test
 // needs a Redis server:
 //
 //	go test -c -o /tmp/otelstatus.test ./otelstatus/
-//	for i in 1 2 3 4 5; do
+//	for i in 1 2 3 4 5 6 7; do
 //		TASKSTATUS_REDIS_ADDR=127.0.0.1:6379 /tmp/otelstatus.test \
-//			-test.run '^$' -test.bench RedisTransition -test.benchtime 2s
+//			-test.run '^$' -test.bench RedisTransition -test.benchtime 2048x
 //	done
 //
-// Each run measures the two designs one after the other, so five runs
-// interleave them; BENCHMARKS.md gives the medians.
+// BENCHMARKS.md gives the medians of such runs.
 
 import (
 	"context"
@@ -24,6 +23,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -113,39 +113,62 @@ func withOTel(b *testing.B, s store.Store) *tracker.Tracker {
 	return tr
 }
 
+// BenchmarkRedisTransition measures both designs in one run, in
+// alternate blocks of blockLifecycles lifecycles, so that the load of a
+// shared machine falls on both alike. An op is a lifecycle of each
+// design. It reports each design's wall time and CPU time of the process
+// per transition, and the ratios of the adapter's to the bare tracker's.
 func BenchmarkRedisTransition(b *testing.B) {
 	for _, tasks := range []int{1, 32} {
-		for _, observer := range []string{"none", "otel"} {
-			b.Run(fmt.Sprintf("tasks=%d/observer=%s", tasks, observer), func(b *testing.B) {
-				s := benchRedis(b)
-				var tr *tracker.Tracker
-				if observer == "otel" {
-					tr = withOTel(b, s)
-				} else {
-					var err error
-					tr, err = tracker.New(s)
-					require.NoError(b, err)
+		b.Run(fmt.Sprintf("tasks=%d", tasks), func(b *testing.B) {
+			s := benchRedis(b)
+			bare, err := tracker.New(s)
+			require.NoError(b, err)
+			observed := withOTel(b, s)
+			designs := []*tracker.Tracker{bare, observed}
+			var wall, cpu [2]time.Duration
+			b.ReportAllocs()
+			var n atomic.Int64
+			for done := 0; done < b.N; done += blockLifecycles {
+				block := min(blockLifecycles, b.N-done)
+				for i, tr := range designs {
+					w, c := timeBlock(b, tr, tasks, block, &n)
+					wall[i] += w
+					cpu[i] += c
 				}
-				defer func() { require.NoError(b, tr.Close(context.Background())) }()
-				benchLifecycles(b, tr, tasks)
-			})
-		}
+			}
+			b.StopTimer()
+			for _, tr := range designs {
+				require.NoError(b, tr.Close(context.Background()))
+			}
+			transitions := float64(b.N * lifecycleTransitions)
+			b.ReportMetric(float64(wall[0].Nanoseconds())/transitions, "bare-ns/transition")
+			b.ReportMetric(float64(wall[1].Nanoseconds())/transitions, "otel-ns/transition")
+			b.ReportMetric(float64(cpu[0].Nanoseconds())/transitions, "bare-cpu-ns/transition")
+			b.ReportMetric(float64(cpu[1].Nanoseconds())/transitions, "otel-cpu-ns/transition")
+			b.ReportMetric(float64(wall[1])/float64(wall[0]), "wall-ratio")
+			b.ReportMetric(float64(cpu[1])/float64(cpu[0]), "cpu-ratio")
+		})
 	}
 }
 
-// benchLifecycles records b.N lifecycles through tr, from tasks
-// goroutines at once, each deleted when it ends (as expiry does for a
-// store at its steady size), and reports the time per transition.
-func benchLifecycles(b *testing.B, tr *tracker.Tracker, tasks int) {
-	var n atomic.Int64
+// blockLifecycles is how many lifecycles a block of one design records.
+const blockLifecycles = 64
+
+// timeBlock records lifecycles lifecycles through tr, from tasks
+// goroutines at once, each task deleted when it ends (as expiry does for
+// a store at its steady size), with ids from n. It returns the wall time
+// it took and the CPU time the process spent meanwhile.
+func timeBlock(b *testing.B, tr *tracker.Tracker, tasks, lifecycles int, n *atomic.Int64) (wall, cpu time.Duration) {
+	var left atomic.Int64
+	left.Store(int64(lifecycles))
 	var wg sync.WaitGroup
-	b.ReportAllocs()
-	b.ResetTimer()
+	cpu0, began := cpuTime(b), time.Now()
 	for range tasks {
 		wg.Go(func() {
 			ctx := context.Background()
-			for i := n.Add(1); i <= int64(b.N); i = n.Add(1) {
-				id := "doc-" + strconv.FormatInt(i, 10)
+			for left.Add(-1) >= 0 {
+				id := "doc-" + strconv.FormatInt(n.Add(1), 10)
 				if err := lifecycle(ctx, tr, id); err != nil {
 					b.Error(err)
 					return
@@ -158,6 +181,12 @@ func benchLifecycles(b *testing.B, tr *tracker.Tracker, tasks int) {
 		})
 	}
 	wg.Wait()
-	b.StopTimer()
-	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*lifecycleTransitions), "ns/transition")
+	return time.Since(began), cpuTime(b) - cpu0
+}
+
+// cpuTime returns the CPU time, user and system, the process has spent.
+func cpuTime(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	require.NoError(b, syscall.Getrusage(syscall.RUSAGE_SELF, &ru))
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -51,6 +51,8 @@ type Telemetry struct {
 	stepTime metric.Float64Histogram
 	store    metric.Float64Histogram
 	requests metric.Int64Counter
+
+	storeAttrs [len(storeOps)][len(storeOutcomes)]metric.RecordOption
 }
 
 // Option configures a Telemetry.
@@ -95,7 +97,7 @@ func New(opts ...Option) (*Telemetry, error) {
 		c.tracers = otel.GetTracerProvider()
 	}
 	m := c.meters.Meter(ScopeName)
-	t := &Telemetry{tracer: c.tracers.Tracer(ScopeName)}
+	t := &Telemetry{tracer: c.tracers.Tracer(ScopeName), storeAttrs: storeAttrs()}
 	var errs [8]error
 	t.created, errs[0] = m.Int64Counter("taskstatus.tasks.created",
 		metric.WithDescription("Tasks created, by kind."), metric.WithUnit("{task}"))

@@ -26,6 +26,10 @@ func (t *Telemetry) spans(ctx context.Context, st *store.State) {
 		trace.WithTimestamp(start), trace.WithSpanKind(trace.SpanKindInternal),
 		trace.WithAttributes(KindKey.String(st.Kind), StatusKey.String(string(st.Status)),
 			AttemptKey.Int(st.Attempt), CorrelationKey.String(st.CorrelationID)))
+	defer task.End(trace.WithTimestamp(st.CompletedAt))
+	if !task.IsRecording() {
+		return // not sampled, or no tracer provider: the steps' spans would not be either
+	}
 	if st.Status != store.StatusSuccess {
 		task.SetStatus(codes.Error, st.ErrorMessage)
 	}
@@ -41,7 +45,6 @@ func (t *Telemetry) spans(ctx context.Context, st *store.State) {
 		}
 		step.End(trace.WithTimestamp(endOf(s.CompletedAt, st.CompletedAt)))
 	}
-	task.End(trace.WithTimestamp(st.CompletedAt))
 }
 
 // spanName returns the name of a span of what ("task" or "step") named
