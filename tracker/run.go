@@ -378,6 +378,9 @@ func (r *Run) record(w store.Write, upTo uint64, err error, e *Event) (observed 
 // opUpTo names the changes of the pending groups up to the one numbered
 // upTo, as opName does. r.mu is held.
 func (r *Run) opUpTo(upTo uint64) string {
+	if len(r.pending) == 1 || (len(r.pending) > 1 && r.pending[1].seq > upTo) {
+		return opName(r.pending[0].changes) // the usual write: one call's changes
+	}
 	var changes []Change
 	for _, g := range r.pending {
 		if g.seq > upTo {
