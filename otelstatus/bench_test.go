@@ -2,9 +2,9 @@ package otelstatus_test
 
 // BenchmarkRedisTransition measures what the adapter costs where users
 // feel it: task transitions through a Tracker over a real Redis, with no
-// observer and with the adapter on the OpenTelemetry SDK (its observer,
-// its store wrapper, a meter provider with a reader aggregating every
-// series, a tracer provider recording every span), in the same run. It
+// observer, with the adapter's metrics (its observer and store wrapper on
+// the SDK's meter provider) and with its metrics and spans (the SDK's
+// tracer provider recording every span too), in the same run. It
 // needs a Redis server:
 //
 //	go test -c -o /tmp/otelstatus.test ./otelstatus/
@@ -31,6 +31,8 @@ import (
 	"github.com/stretchr/testify/require"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/taskstatus/taskstatus/otelstatus"
 	"github.com/taskstatus/taskstatus/redisstore"
@@ -96,16 +98,21 @@ func benchRedis(b *testing.B) store.Store {
 	return s
 }
 
-// withOTel returns a Tracker over s observed by the adapter on the SDK.
-func withOTel(b *testing.B, s store.Store) *tracker.Tracker {
+// withOTel returns a Tracker over s observed by the adapter on the SDK's
+// meter provider, with a reader aggregating every series, and, if traced,
+// on the SDK's tracer provider recording every span; if not, spans go to
+// no tracer provider, as docservice's do unless one is set.
+func withOTel(b *testing.B, s store.Store, traced bool) *tracker.Tracker {
 	b.Helper()
 	reader := sdkmetric.NewManualReader()
 	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.AlwaysSample()))
-	b.Cleanup(func() {
-		require.NoError(b, mp.Shutdown(context.Background()))
-		require.NoError(b, tp.Shutdown(context.Background()))
-	})
+	b.Cleanup(func() { require.NoError(b, mp.Shutdown(context.Background())) })
+	var tp trace.TracerProvider = noop.NewTracerProvider()
+	if traced {
+		sdktp := sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.AlwaysSample()))
+		b.Cleanup(func() { require.NoError(b, sdktp.Shutdown(context.Background())) })
+		tp = sdktp
+	}
 	tel, err := otelstatus.New(otelstatus.WithMeterProvider(mp), otelstatus.WithTracerProvider(tp))
 	require.NoError(b, err)
 	tr, err := tracker.New(tel.Store(s), tracker.WithObserver(tel.Observe))
@@ -113,26 +120,32 @@ func withOTel(b *testing.B, s store.Store) *tracker.Tracker {
 	return tr
 }
 
-// BenchmarkRedisTransition measures both designs in one run, in
-// alternate blocks of blockLifecycles lifecycles (ABBA), so that the load
-// of a shared machine falls on both alike. An op is a lifecycle of each
-// design. It reports each design's wall time and CPU time of the process
-// per transition, and the ratios of the adapter's to the bare tracker's.
+// BenchmarkRedisTransition measures three designs in one run: the bare
+// tracker, the adapter's metrics (no tracer provider), and its metrics
+// and spans (the SDK on). They take turns, a block of blockLifecycles
+// lifecycles each, in an order that rotates, so that the load of a shared
+// machine falls on all alike. An op is a lifecycle of each design. It
+// reports each design's wall time and CPU time of the process per
+// transition, and the ratios of the adapter's to the bare tracker's.
 func BenchmarkRedisTransition(b *testing.B) {
 	for _, tasks := range []int{1, 32} {
 		b.Run(fmt.Sprintf("tasks=%d", tasks), func(b *testing.B) {
 			s := benchRedis(b)
 			bare, err := tracker.New(s)
 			require.NoError(b, err)
-			observed := withOTel(b, s)
-			designs := []*tracker.Tracker{bare, observed}
-			var wall, cpu [2]time.Duration
-			b.ReportAllocs()
+			names := []string{"bare", "metrics", "otel"}
+			designs := []*tracker.Tracker{bare, withOTel(b, s, false), withOTel(b, s, true)}
+			var wall, cpu [3]time.Duration
 			var n atomic.Int64
-			for done, pair := 0, 0; done < b.N; done, pair = done+blockLifecycles, pair+1 {
+			for _, tr := range designs { // untimed: dial the connections, load the scripts
+				timeBlock(b, tr, tasks, blockLifecycles, &n)
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for done, turn := 0, 0; done < b.N; done, turn = done+blockLifecycles, turn+1 {
 				block := min(blockLifecycles, b.N-done)
 				for k := range designs {
-					i := k ^ pair&1 // bare then otel, then otel then bare: neither always goes first
+					i := (k + turn) % len(designs) // none always goes first
 					w, c := timeBlock(b, designs[i], tasks, block, &n)
 					wall[i] += w
 					cpu[i] += c
@@ -143,12 +156,14 @@ func BenchmarkRedisTransition(b *testing.B) {
 				require.NoError(b, tr.Close(context.Background()))
 			}
 			transitions := float64(b.N * lifecycleTransitions)
-			b.ReportMetric(float64(wall[0].Nanoseconds())/transitions, "bare-ns/transition")
-			b.ReportMetric(float64(wall[1].Nanoseconds())/transitions, "otel-ns/transition")
-			b.ReportMetric(float64(cpu[0].Nanoseconds())/transitions, "bare-cpu-ns/transition")
-			b.ReportMetric(float64(cpu[1].Nanoseconds())/transitions, "otel-cpu-ns/transition")
-			b.ReportMetric(float64(wall[1])/float64(wall[0]), "wall-ratio")
-			b.ReportMetric(float64(cpu[1])/float64(cpu[0]), "cpu-ratio")
+			for i, name := range names {
+				b.ReportMetric(float64(wall[i].Nanoseconds())/transitions, name+"-ns/transition")
+				b.ReportMetric(float64(cpu[i].Nanoseconds())/transitions, name+"-cpu-ns/transition")
+				if i > 0 {
+					b.ReportMetric(float64(wall[i])/float64(wall[0]), name+"-wall-ratio")
+					b.ReportMetric(float64(cpu[i])/float64(cpu[0]), name+"-cpu-ratio")
+				}
+			}
 		})
 	}
 }
