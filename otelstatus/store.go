@@ -14,7 +14,8 @@ import (
 // Store returns s with each of its calls recorded in the
 // taskstatus.store.duration histogram, by operation and outcome. The
 // store returned implements [store.Watcher] and [store.Lister] exactly
-// when s does, and otherwise behaves as s.
+// when s does, and otherwise behaves as s; it has no other method of s
+// (close s itself, not the store returned).
 func (t *Telemetry) Store(s store.Store) store.Store {
 	base := &storeCalls{s: s, t: t}
 	w, watches := s.(store.Watcher)
