@@ -12,7 +12,11 @@
 // httpapi package's ListHandler and CountsHandler). POST
 // /process/document/{document_id}/cancel cancels a document's task, its work
 // wherever it runs, and POST /process/document/{document_id}/retry runs an
-// ended one again as a new attempt.
+// ended one again as a new attempt. GET /metrics serves the service's
+// metrics in the Prometheus text format (see the otelstatus package), and
+// grafana-dashboard.json is a Grafana dashboard of them. OTLP export is not
+// built in: the service logs a warning if OTEL_EXPORTER_OTLP_ENDPOINT asks
+// for it.
 //
 // Usage:
 //
@@ -106,7 +110,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	defer closeStore()
 
-	s, err := newServer(st, logger, cfg)
+	warnOTLP(logger, getenv)
+	s, err := newServer(st, logger, cfg, nil)
 	if err != nil {
 		return err
 	}

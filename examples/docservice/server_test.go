@@ -19,6 +19,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/taskstatus/taskstatus/memstore"
 	"github.com/taskstatus/taskstatus/store"
@@ -46,6 +47,13 @@ func startService(t *testing.T, delayScale float64, shutdownTimeout time.Duratio
 // memstore seen through wrap if it is not nil, and stops it when t ends.
 func startServiceWith(t *testing.T, cfg config, wrap func(store.Store) store.Store) *service {
 	t.Helper()
+	return startTracedService(t, cfg, wrap, nil)
+}
+
+// startTracedService is startServiceWith with the service's spans sent to
+// tp.
+func startTracedService(t *testing.T, cfg config, wrap func(store.Store) store.Store, tp trace.TracerProvider) *service {
+	t.Helper()
 	mem, err := memstore.New()
 	require.NoError(t, err)
 	logs := &lockedBuffer{}
@@ -54,7 +62,7 @@ func startServiceWith(t *testing.T, cfg config, wrap func(store.Store) store.Sto
 	if wrap != nil {
 		st = wrap(mem)
 	}
-	s, err := newServer(st, logger, cfg)
+	s, err := newServer(st, logger, cfg, tp)
 	require.NoError(t, err)
 	var lc net.ListenConfig
 	ln, err := lc.Listen(t.Context(), "tcp", "127.0.0.1:0")
@@ -514,7 +522,7 @@ func TestHandlerMethodNotAllowed(t *testing.T) {
 	mem, err := memstore.New()
 	require.NoError(t, err)
 	defer mem.Close()
-	s, err := newServer(mem, slog.New(slog.DiscardHandler), config{shutdownTimeout: time.Second})
+	s, err := newServer(mem, slog.New(slog.DiscardHandler), config{shutdownTimeout: time.Second}, nil)
 	require.NoError(t, err)
 	rec := httptest.NewRecorder()
 	h, err := s.handler(make(chan struct{}))
