@@ -401,3 +401,81 @@ func TestWebSocketRedisOutage(t *testing.T) {
 	assert.Contains(t, wsRequireClose(t, c, 4503), "unavailable")
 	reported.Wait() // the outage went to the error handler
 }
+
+// wsSend sends the client message of the JSON object v on c.
+func wsSend(t testing.TB, c *websocket.Conn, v map[string]any) {
+	t.Helper()
+	b, err := json.Marshal(v)
+	require.NoError(t, err)
+	require.NoError(t, c.Write(t.Context(), websocket.MessageText, b))
+}
+
+func TestWebSocketSeveralTasks(t *testing.T) {
+	f := newFixture(t)
+	runA := f.running(t, "a")
+	runB := f.running(t, "b")
+	f.running(t, "secret")
+	srv := f.wsServer(t, httpapi.WithAuthorize(func(_ *http.Request, st store.State) error {
+		if st.ID == "secret" {
+			return errors.New("not yours")
+		}
+		return nil
+	}))
+	c := wsDial(t, srv, "/tasks/ws")
+
+	wsSend(t, c, map[string]any{"type": "subscribe", "id": "a"})
+	assert.Equal(t, "a", wsStatus(t, c).ID)
+	wsSend(t, c, map[string]any{"type": "subscribe", "id": "b"})
+	assert.Equal(t, "b", wsStatus(t, c).ID)
+	f.store.waitFor(t, 2)
+
+	require.NoError(t, runB.Apply(t.Context(), tracker.SetProgress(store.Progress{Done: 1})))
+	m := wsStatus(t, c)
+	assert.Equal(t, "b", m.ID)
+	assert.Equal(t, map[string]any{"done": 1.0, "total": 0.0, "message": ""}, m.Document["progress"])
+
+	wsSend(t, c, map[string]any{"type": "unsubscribe", "id": "b"})
+	f.store.waitFor(t, 1) // b's watch is freed
+
+	for _, tc := range []struct {
+		name string
+		msg  string
+		id   string
+		code int
+	}{
+		{"unknown task", `{"type":"subscribe","id":"nope"}`, "nope", 4404},
+		{"refused task", `{"type":"subscribe","id":"secret"}`, "secret", 4404},
+		{"invalid id", `{"type":"subscribe","id":"a{b"}`, "a{b", 4400},
+		{"followed already", `{"type":"subscribe","id":"a"}`, "a", 4400},
+		{"unknown type", `{"type":"follow","id":"a"}`, "a", 4400},
+		{"not JSON", `subscribe a`, "", 4400},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			require.NoError(t, c.Write(t.Context(), websocket.MessageText, []byte(tc.msg)))
+			m, err := wsRead(t, c)
+			require.NoError(t, err)
+			assert.Equal(t, wsMsg{Type: "error", ID: tc.id, Code: tc.code, Detail: m.Detail}, m)
+			assert.NotEmpty(t, m.Detail)
+		})
+	}
+
+	require.NoError(t, runA.Apply(t.Context(), tracker.Succeed()))
+	m = wsStatus(t, c)
+	assert.Equal(t, "a", m.ID)
+	assert.Equal(t, "success", m.Document["status"])
+	f.store.waitFor(t, 0) // a's subscription ended with its task
+
+	// The subscription can be made again, from the document the client has.
+	wsSend(t, c, map[string]any{"type": "subscribe", "id": "a", "last_event_id": "1"})
+	m = wsStatus(t, c)
+	assert.Equal(t, "a", m.ID)
+	assert.Equal(t, "success", m.Document["status"])
+	wsSend(t, c, map[string]any{"type": "subscribe", "id": "b", "last_event_id": strconv.FormatInt(f.version(t, "b"), 10)})
+	f.store.waitFor(t, 1)
+	require.NoError(t, runB.Apply(t.Context(), tracker.Fail(errors.New("boom"), nil)))
+	m = wsStatus(t, c)
+	assert.Equal(t, "b", m.ID)
+	assert.Equal(t, "failed", m.Document["status"])
+	require.NoError(t, c.Close(websocket.StatusNormalClosure, ""))
+	f.store.waitFor(t, 0)
+}
