@@ -340,5 +340,6 @@
 // long-polling and honouring Retry-After, within a context's deadline; it
 // gives up on a task the server says was abandoned ([ErrAbandoned]). It
 // iterates over the tasks a list handler finds, page after page, reads
-// counts, and cancels and retries tasks.
+// counts, and cancels and retries tasks. [Client.Follow] follows a task
+// over a WebSocket, connecting again when the server goes away.
 package httpapi

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -478,4 +479,88 @@ func TestWebSocketSeveralTasks(t *testing.T) {
 	assert.Equal(t, "failed", m.Document["status"])
 	require.NoError(t, c.Close(websocket.StatusNormalClosure, ""))
 	f.store.waitFor(t, 0)
+}
+
+func TestClientFollow(t *testing.T) {
+	f := newFixture(t)
+	run := f.running(t, "t")
+	srv := f.wsServer(t)
+	c := httpapi.Client{BaseURL: srv.URL}
+
+	var got []int64
+	for doc, err := range c.Follow(t.Context(), "/tasks/t/ws") {
+		require.NoError(t, err)
+		got = append(got, doc.Version)
+		if len(got) == 1 {
+			f.store.waitFor(t, 1)
+			require.NoError(t, run.Apply(t.Context(), tracker.SetProgress(store.Progress{Done: 1})))
+		}
+		if len(got) == 2 {
+			assert.Equal(t, int64(1), doc.Progress.Done)
+			require.NoError(t, run.Apply(t.Context(), tracker.Succeed()))
+		}
+		if doc.Status.Terminal() {
+			assert.Equal(t, store.StatusSuccess, doc.Status)
+		}
+	}
+	v := f.version(t, "t")
+	assert.Equal(t, []int64{v - 2, v - 1, v}, got, "each document in order, the terminal one last")
+
+	t.Run("unknown task", func(t *testing.T) {
+		for doc, err := range c.Follow(t.Context(), "/tasks/nope/ws") {
+			require.ErrorIs(t, err, store.ErrNotFound)
+			assert.Zero(t, doc.Version)
+		}
+	})
+	t.Run("stops early", func(t *testing.T) {
+		f.running(t, "u")
+		for doc, err := range c.Follow(t.Context(), srv.URL+"/tasks/u/ws") {
+			require.NoError(t, err)
+			assert.Equal(t, "u", doc.ID)
+			break
+		}
+		f.store.waitFor(t, 0) // the connection is closed, its watch freed
+	})
+}
+
+// TestClientFollowReconnects follows a task on a server that shuts down
+// after the first document: the client connects again, to the server
+// that replaces it, and gets each later document once.
+func TestClientFollowReconnects(t *testing.T) {
+	f := newFixture(t)
+	run := f.running(t, "t")
+	stopping := make(chan struct{})
+	old, err := httpapi.WebSocketHandler(f.store, httpapi.WithClock(f.clock), httpapi.WithShutdown(stopping))
+	require.NoError(t, err)
+	replacement, err := httpapi.WebSocketHandler(f.store, httpapi.WithClock(f.clock))
+	require.NoError(t, err)
+	var connections atomic.Int32
+	mux := http.NewServeMux()
+	mux.HandleFunc(wsPattern, func(w http.ResponseWriter, r *http.Request) {
+		if connections.Add(1) == 1 {
+			old.ServeHTTP(w, r)
+			return
+		}
+		replacement.ServeHTTP(w, r)
+	})
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+
+	var got []int64
+	c := httpapi.Client{BaseURL: srv.URL}
+	for doc, err := range c.Follow(t.Context(), "/tasks/t/ws") {
+		require.NoError(t, err)
+		got = append(got, doc.Version)
+		switch len(got) {
+		case 1:
+			close(stopping)
+			f.store.waitFor(t, 0) // the old server's connection has ended
+			require.NoError(t, run.Apply(t.Context(), tracker.SetProgress(store.Progress{Done: 1})))
+		case 2:
+			require.NoError(t, run.Apply(t.Context(), tracker.Succeed()))
+		}
+	}
+	v := f.version(t, "t")
+	assert.Equal(t, []int64{v - 2, v - 1, v}, got, "each document once, in order")
+	assert.Equal(t, int32(2), connections.Load())
 }
