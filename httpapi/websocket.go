@@ -119,6 +119,9 @@ func (c *wsConn) serve(id, lastID string) (websocket.StatusCode, string) {
 			return end.code, end.detail
 		case <-tick:
 			if c.ping() != nil {
+				// A peer that does not answer pings would not answer a
+				// close either: close without waiting for it.
+				_ = c.c.CloseNow()
 				return websocket.StatusPolicyViolation, "no pong"
 			}
 		case <-c.h.shutdown:
@@ -201,9 +204,13 @@ func (c *wsConn) subscribe(id string, last lastEvent, single bool) bool {
 	sub := &wsSub{cancel: cancel}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if _, ok := c.subs[id]; ok || c.ctx.Err() != nil {
+	if c.ctx.Err() != nil {
 		cancel()
-		return c.ctx.Err() != nil
+		return true // the connection ends: nothing to follow, or to tell
+	}
+	if _, ok := c.subs[id]; ok {
+		cancel()
+		return false
 	}
 	c.subs[id] = sub
 	c.group.Go(func() {

@@ -365,8 +365,9 @@ func (c gatedConn) Write(b []byte) (int, error) {
 }
 
 // TestWebSocketRedisOutage follows a task on redisstore over a miniredis
-// that then goes away: the client is told by the close code 4503, rather
-// than left waiting.
+// that then goes away: the client is told by the close code 4503, or on a
+// connection of several tasks by an error message, rather than left
+// waiting.
 func TestWebSocketRedisOutage(t *testing.T) {
 	mr := miniredis.RunT(t)
 	client := redis.NewClient(&redis.Options{Addr: mr.Addr(), DisableIdentity: true, MaxRetries: -1})
@@ -392,15 +393,25 @@ func TestWebSocketRedisOutage(t *testing.T) {
 	require.NoError(t, err)
 	mux := http.NewServeMux()
 	mux.Handle(wsPattern, ws)
+	mux.Handle(wsManyPattern, ws)
 	srv := httptest.NewServer(mux)
 	defer srv.Close()
 
 	c := wsDial(t, srv, "/tasks/t/ws")
 	m := wsStatus(t, c)
 	require.Equal(t, "pending", m.Document["status"])
+	many := wsDial(t, srv, "/tasks/ws")
+	wsSend(t, many, map[string]any{"type": "subscribe", "id": "t"})
+	wsStatus(t, many)
+
 	mr.Close()
 	assert.Contains(t, wsRequireClose(t, c, 4503), "unavailable")
+	m, err = wsRead(t, many)
+	require.NoError(t, err, "the connection of several tasks stays open")
+	assert.Equal(t, wsMsg{Type: "error", ID: "t", Code: 4503, Detail: m.Detail}, m)
+	assert.Contains(t, m.Detail, "unavailable")
 	reported.Wait() // the outage went to the error handler
+	require.NoError(t, many.Close(websocket.StatusNormalClosure, ""))
 }
 
 // wsSend sends the client message of the JSON object v on c.
@@ -563,4 +574,39 @@ func TestClientFollowReconnects(t *testing.T) {
 	v := f.version(t, "t")
 	assert.Equal(t, []int64{v - 2, v - 1, v}, got, "each document once, in order")
 	assert.Equal(t, int32(2), connections.Load())
+}
+
+// TestWebSocketPing pings two clients after a heartbeat's time: the one
+// that reads answers and stays, the one that does not is cut off once
+// the write timeout passes without its pong, and its watch is freed.
+func TestWebSocketPing(t *testing.T) {
+	f := newFixture(t)
+	f.running(t, "t")
+	srv := f.wsServer(t, httpapi.WithHeartbeat(time.Minute), httpapi.WithWriteTimeout(100*time.Millisecond))
+	live := wsDial(t, srv, "/tasks/t/ws")
+	wsStatus(t, live)
+	read := make(chan error, 1)
+	go func() {
+		for {
+			if _, _, err := live.Read(context.Background()); err != nil {
+				read <- err
+				return
+			}
+		}
+	}()
+	silent := wsDial(t, srv, "/tasks/t/ws")
+	wsStatus(t, silent)
+
+	f.clock.waitPending(t, 2) // the heartbeats of both
+	f.clock.Advance(time.Minute)
+	f.store.waitFor(t, 1)  // the silent client is cut off
+	f.clock.waitMade(t, 3) // the live one waits for its next heartbeat
+	f.store.waitFor(t, 1)
+	select {
+	case err := <-read:
+		t.Fatalf("the live client's connection ended: %v", err)
+	default:
+	}
+	require.NoError(t, live.Close(websocket.StatusNormalClosure, ""))
+	assert.Equal(t, websocket.StatusNormalClosure, websocket.CloseStatus(<-read))
 }
