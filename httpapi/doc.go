@@ -341,5 +341,6 @@
 // gives up on a task the server says was abandoned ([ErrAbandoned]). It
 // iterates over the tasks a list handler finds, page after page, reads
 // counts, and cancels and retries tasks. [Client.Follow] follows a task
-// over a WebSocket, connecting again when the server goes away.
+// over a WebSocket, and [Client.FollowTasks] several on one connection,
+// connecting again when the server goes away.
 package httpapi

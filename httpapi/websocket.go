@@ -161,7 +161,7 @@ func (c *wsConn) writeContext() (context.Context, context.CancelFunc) {
 type wsCommand struct {
 	Type        string `json:"type"` // "subscribe" or "unsubscribe"
 	ID          string `json:"id"`
-	LastEventID string `json:"last_event_id"` // of subscribe: the document the client has
+	LastEventID string `json:"last_event_id,omitempty"` // of subscribe: the document the client has
 }
 
 // read reads the client's messages until the connection ends, and acts on

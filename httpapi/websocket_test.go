@@ -610,3 +610,30 @@ func TestWebSocketPing(t *testing.T) {
 	require.NoError(t, live.Close(websocket.StatusNormalClosure, ""))
 	assert.Equal(t, websocket.StatusNormalClosure, websocket.CloseStatus(<-read))
 }
+
+func TestClientFollowTasks(t *testing.T) {
+	f := newFixture(t)
+	runs := map[string]*tracker.Run{"a": f.running(t, "a"), "b": f.running(t, "b")}
+	srv := f.wsServer(t)
+	c := httpapi.Client{BaseURL: srv.URL}
+
+	got := map[string][]store.Status{}
+	var missing error
+	for doc, err := range c.FollowTasks(t.Context(), "/tasks/ws", "a", "b", "nope") {
+		if err != nil {
+			require.Equal(t, "nope", doc.ID, "only the unknown task is refused: %v", err)
+			missing = err
+			continue
+		}
+		got[doc.ID] = append(got[doc.ID], doc.Status)
+		if len(got[doc.ID]) == 1 {
+			require.NoError(t, runs[doc.ID].Apply(t.Context(), tracker.Succeed()))
+		}
+	}
+	require.ErrorIs(t, missing, store.ErrNotFound)
+	assert.Equal(t, map[string][]store.Status{
+		"a": {store.StatusRunning, store.StatusSuccess},
+		"b": {store.StatusRunning, store.StatusSuccess},
+	}, got, "each task's current state, then its end")
+	f.store.waitFor(t, 0)
+}
