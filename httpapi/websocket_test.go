@@ -582,7 +582,7 @@ func TestClientFollowReconnects(t *testing.T) {
 func TestWebSocketPing(t *testing.T) {
 	f := newFixture(t)
 	f.running(t, "t")
-	srv := f.wsServer(t, httpapi.WithHeartbeat(time.Minute), httpapi.WithWriteTimeout(100*time.Millisecond))
+	srv := f.wsServer(t, httpapi.WithHeartbeat(time.Minute), httpapi.WithWriteTimeout(time.Second))
 	live := wsDial(t, srv, "/tasks/t/ws")
 	wsStatus(t, live)
 	read := make(chan error, 1)
