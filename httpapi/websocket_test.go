@@ -637,3 +637,42 @@ func TestClientFollowTasks(t *testing.T) {
 	}, got, "each task's current state, then its end")
 	f.store.waitFor(t, 0)
 }
+
+// TestWebSocketAbandoned follows a leased task as an event stream does:
+// no message for renewals, the document that says the task was abandoned
+// when its lease ends ("7a"), the next attempt after a retry; and a
+// client that resumes from "7a" is not told again.
+func TestWebSocketAbandoned(t *testing.T) {
+	f := newFixture(t)
+	tr, run := f.leased(t, f.mem)
+	srv := f.wsServer(t, httpapi.WithHeartbeat(0))
+	c := wsDial(t, srv, "/tasks/t/ws")
+	assert.Equal(t, false, wsStatus(t, c).Document["abandoned"])
+
+	f.clock.waitPending(t, 1) // the end of the lease
+	for range 3 * leaseTime / time.Second {
+		f.clock.Advance(time.Second)
+		require.NoError(t, run.Apply(t.Context(), tracker.Heartbeat()))
+	}
+	f.clock.waitMade(t, 2)
+	require.NoError(t, run.Apply(t.Context(), tracker.SetProgress(store.Progress{Done: 1})))
+	m := wsStatus(t, c)
+	assert.Equal(t, map[string]any{"done": 1.0, "total": 0.0, "message": ""}, m.Document["progress"], "the change is the next message")
+	v := f.version(t, "t")
+
+	f.clock.Advance(leaseTime + time.Millisecond)
+	m = wsStatus(t, c)
+	assert.Equal(t, true, m.Document["abandoned"])
+	assert.Equal(t, fmt.Sprintf("%da", v), m.EventID)
+
+	resumed := wsDial(t, srv, fmt.Sprintf("/tasks/t/ws?last_event_id=%da", v))
+	f.store.waitFor(t, 2)
+	require.NoError(t, tr.Apply(t.Context(), "t", tracker.Retry()))
+	for _, c := range []*websocket.Conn{c, resumed} {
+		m = wsStatus(t, c)
+		assert.Equal(t, false, m.Document["abandoned"], "the retry is the next message")
+		assert.EqualValues(t, 2, m.Document["attempt"])
+		require.NoError(t, c.Close(websocket.StatusNormalClosure, ""))
+	}
+	f.store.waitFor(t, 0)
+}
