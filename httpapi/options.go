@@ -45,6 +45,7 @@ type config struct {
 	clock        Clock
 	shutdown     <-chan struct{} // nil: never
 	scope        func(*http.Request, *store.Filter) error
+	origins      []string // of WithOrigins
 
 	retry    int64  // retryAfter in whole seconds
 	retryHdr string // retry as a Retry-After value

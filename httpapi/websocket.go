@@ -4,7 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
+	"path"
+	"slices"
 	"sync"
 
 	"github.com/coder/websocket"
@@ -48,6 +51,27 @@ func WebSocketHandler(s store.Store, opts ...Option) (http.Handler, error) {
 	return wsHandler{h}, nil
 }
 
+// WithOrigins lets pages of other origins than the WebSocket handler's
+// own host open WebSockets to it: those whose host matches one of
+// patterns, each a [path.Match] pattern matched without regard to case,
+// such as "app.example.com" or "*.example.com"; a pattern with "://"
+// is matched against the origin's scheme and host. A browser sends such
+// a page's cookies with the handshake, so allow only the origins whose
+// pages may act for the user (see [WithAuthorize]). Each pattern must be
+// valid. By default only pages of the request's host may, and clients
+// that send no Origin, such as [Client]. Other handlers ignore it.
+func WithOrigins(patterns ...string) Option {
+	return func(c *config) error {
+		for _, p := range patterns {
+			if _, err := path.Match(p, ""); err != nil {
+				return fmt.Errorf("httpapi: WithOrigins(%q): %w", p, err)
+			}
+		}
+		c.origins = slices.Clone(patterns)
+		return nil
+	}
+}
+
 // wsHandler is the http.Handler WebSocketHandler returns.
 type wsHandler struct{ h *handler }
 
@@ -58,7 +82,7 @@ func (ws wsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, r, http.StatusMethodNotAllowed, "A WebSocket is opened with GET.")
 		return
 	}
-	c, err := websocket.Accept(w, r, nil)
+	c, err := websocket.Accept(w, r, &websocket.AcceptOptions{OriginPatterns: ws.h.origins})
 	if err != nil {
 		return // Accept has answered
 	}

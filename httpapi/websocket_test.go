@@ -676,3 +676,34 @@ func TestWebSocketAbandoned(t *testing.T) {
 	}
 	f.store.waitFor(t, 0)
 }
+
+func TestWebSocketOrigins(t *testing.T) {
+	f := newFixture(t)
+	f.running(t, "t")
+	dial := func(srv *httptest.Server, origin string) (int, error) {
+		url := "ws" + strings.TrimPrefix(srv.URL, "http") + "/tasks/t/ws"
+		c, resp, err := websocket.Dial(t.Context(), url, &websocket.DialOptions{HTTPHeader: http.Header{"Origin": {origin}}}) //nolint:bodyclose // Dial closes it
+		if err != nil {
+			return resp.StatusCode, err
+		}
+		wsStatus(t, c)
+		return resp.StatusCode, c.Close(websocket.StatusNormalClosure, "")
+	}
+	own := f.wsServer(t)
+	code, err := dial(own, own.URL)
+	require.NoError(t, err, "a page of the handler's own host")
+	assert.Equal(t, http.StatusSwitchingProtocols, code)
+	code, _ = dial(own, "https://app.example.com")
+	assert.Equal(t, http.StatusForbidden, code, "another origin, by default")
+
+	other := f.wsServer(t, httpapi.WithOrigins("*.example.com"))
+	code, err = dial(other, "https://app.example.com")
+	require.NoError(t, err, "an origin allowed")
+	assert.Equal(t, http.StatusSwitchingProtocols, code)
+	code, _ = dial(other, "https://example.org")
+	assert.Equal(t, http.StatusForbidden, code, "an origin not allowed")
+
+	_, err = httpapi.WebSocketHandler(f.store, httpapi.WithOrigins("[bad"))
+	require.Error(t, err)
+	f.store.waitFor(t, 0)
+}
