@@ -13,9 +13,11 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -32,25 +34,24 @@ import (
 )
 
 // pushConns is how many connections BenchmarkPush opens, each following a
-// task of its own. Both ends of each connection are in the benchmark's
-// process, whose file limit is often 20,000: 5,000 connections hold
-// 10,000 descriptors.
-const pushConns = 5000
+// task of its own.
+const pushConns = 10000
 
 // BenchmarkPush measures the push of changes to pushConns clients, each
 // following a task of its own, on redisstore (redis) and on memstore
 // (mem), by event stream (sse) and by WebSocket (ws), in alternate
 // sub-benchmarks of the same run: on memstore the store's share is small,
-// and the transports' costs show. The
-// clients are alike for both: a goroutine per connection reading it
-// through a 4 KB buffer, counting messages. It reports
+// and the transports' costs show. The clients run in a process of their
+// own (TestPushClients), alike for both transports: a goroutine per
+// connection reading it through a 4 KB buffer, counting messages. The
+// figures are the server process's. It reports
 //
-//   - B/conn: heap and stacks in use per open connection, both ends and
-//     the store's watch included;
-//   - goroutines/conn: goroutines per open connection, both ends;
+//   - B/conn: heap and stacks in use per open connection, the store's
+//     watch included;
+//   - goroutines/conn: goroutines per open connection;
 //   - cpu-ns/update: the process's CPU time per change delivered, the
-//     write of the change through a tracker, the store's read of it and
-//     the client's reading included;
+//     write of the change through a tracker and the store's read of it
+//     included;
 //   - ns/update: the elapsed time per change delivered;
 //   - pubsub-conns: the store's pub/sub connections to Redis while every
 //     task is followed (on a real server only).
@@ -58,7 +59,8 @@ const pushConns = 5000
 // Against the Redis server named by TASKSTATUS_REDIS_ADDR, or miniredis
 // when it is unset (whose CPU then counts too):
 //
-//	TASKSTATUS_REDIS_ADDR=127.0.0.1:6379 go test -run '^$' -bench Push -benchtime 3x -count 5 ./httpapi/
+//	go test -c -o /tmp/httpapi.test ./httpapi/
+//	TASKSTATUS_REDIS_ADDR=127.0.0.1:6379 /tmp/httpapi.test -test.run '^$' -test.bench Push -test.benchtime 3x
 func BenchmarkPush(b *testing.B) {
 	for _, s := range []string{"redis", "mem"} {
 		for _, p := range []pushClient{sseClient{}, wsClient{}} {
@@ -106,19 +108,8 @@ func benchPush(b *testing.B, redis bool, p pushClient) {
 	defer srv.Close()
 
 	before := inUse()
-	var delivered, reading sync.WaitGroup
-	delivered.Add(pushConns) // the current state first
-	conns := make([]net.Conn, pushConns)
-	var dialer net.Dialer
-	for i, id := range ids {
-		c, err := dialer.DialContext(ctx, "tcp", srv.Listener.Addr().String())
-		require.NoError(b, err)
-		conns[i] = c
-		r := bufio.NewReaderSize(c, 4096)
-		require.NoError(b, p.open(c, r, id))
-		reading.Go(func() { p.read(r, delivered.Done) })
-	}
-	delivered.Wait()
+	clients := startPushClients(b, p, srv.Listener.Addr().String())
+	clients.waitRound(b, 0) // every client has the current state
 	after := inUse()
 	subscribers := pubsub()
 
@@ -126,11 +117,10 @@ func benchPush(b *testing.B, redis bool, p pushClient) {
 	var done int64
 	for b.Loop() {
 		done++
-		delivered.Add(pushConns)
 		for _, id := range ids {
 			require.NoError(b, tr.Apply(ctx, id, tracker.SetProgress(store.Progress{Done: done, Total: 1 << 20})))
 		}
-		delivered.Wait()
+		clients.waitRound(b, done)
 	}
 	b.ReportMetric(float64(cpuTime(b)-cpu)/float64(b.N*pushConns), "cpu-ns/update")
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*pushConns), "ns/update")
@@ -141,11 +131,95 @@ func benchPush(b *testing.B, redis bool, p pushClient) {
 		b.ReportMetric(float64(subscribers), "pubsub-conns")
 	}
 
+	clients.stop(b)
+	serving.Wait()
+}
+
+// pushClientsEnv, when set, makes TestPushClients the clients of
+// BenchmarkPush, in a process of their own: the name of a pushClient and
+// the server's address, space-separated.
+const pushClientsEnv = "TASKSTATUS_PUSH_CLIENTS"
+
+// pushClients is the process of the clients of BenchmarkPush.
+type pushClients struct {
+	cmd   *exec.Cmd
+	stdin io.Closer
+	lines *bufio.Scanner
+}
+
+// startPushClients starts a process of pushConns clients of p, each
+// following a task of its own on the server at addr.
+func startPushClients(b *testing.B, p pushClient, addr string) *pushClients {
+	b.Helper()
+	cmd := exec.CommandContext(b.Context(), os.Args[0], "-test.run=^TestPushClients$")
+	cmd.Env = append(os.Environ(), pushClientsEnv+"="+p.name()+" "+addr)
+	cmd.Stderr = os.Stderr
+	stdin, err := cmd.StdinPipe()
+	require.NoError(b, err)
+	stdout, err := cmd.StdoutPipe()
+	require.NoError(b, err)
+	require.NoError(b, cmd.Start())
+	return &pushClients{cmd, stdin, bufio.NewScanner(stdout)}
+}
+
+// waitRound waits until every client has had n+1 messages.
+func (c *pushClients) waitRound(b *testing.B, n int64) {
+	b.Helper()
+	want := fmt.Sprintf("round %d", n)
+	for c.lines.Scan() {
+		if c.lines.Text() == want {
+			return
+		}
+	}
+	b.Fatalf("the clients ended before %s: %v", want, c.lines.Err())
+}
+
+// stop ends the clients' process and waits for it.
+func (c *pushClients) stop(b *testing.B) {
+	b.Helper()
+	require.NoError(b, c.stdin.Close())
+	for c.lines.Scan() {
+		// The test's own output.
+	}
+	require.NoError(b, c.cmd.Wait())
+}
+
+// TestPushClients is the clients of BenchmarkPush when it runs it in a
+// process of its own, so that each end of the connections has the file
+// limit to itself and the benchmark's figures are the server's: it opens
+// pushConns connections to the server named by pushClientsEnv, each
+// following a task, prints "round n" when every connection has had n+1
+// messages, and closes them when its standard input ends.
+func TestPushClients(t *testing.T) {
+	spec := os.Getenv(pushClientsEnv)
+	if spec == "" {
+		t.Skip("the clients of BenchmarkPush, which runs them in a process of their own")
+	}
+	kind, addr, _ := strings.Cut(spec, " ")
+	p := map[string]pushClient{"sse": sseClient{}, "ws": wsClient{}}[kind]
+	require.NotNil(t, p, "client %q", kind)
+	var got atomic.Int64 // messages, on all connections
+	delivered := func() {
+		if n := got.Add(1); n%pushConns == 0 {
+			fmt.Printf("round %d\n", n/pushConns-1) // a round's last message: the next round has not begun
+		}
+	}
+	var dialer net.Dialer
+	var reading sync.WaitGroup
+	conns := make([]net.Conn, pushConns)
+	for i := range conns {
+		c, err := dialer.DialContext(t.Context(), "tcp", addr)
+		require.NoError(t, err)
+		conns[i] = c
+		r := bufio.NewReaderSize(c, 4096)
+		require.NoError(t, p.open(c, r, fmt.Sprintf("doc-%05d", i)))
+		reading.Go(func() { p.read(r, delivered) })
+	}
+	_, _ = io.Copy(io.Discard, os.Stdin) // until the benchmark is done
 	for _, c := range conns {
-		c.Close()
+		require.NoError(t, c.Close())
 	}
 	reading.Wait()
-	serving.Wait()
 }
 
 // benchPushStore returns the store of benchPush, closed when b ends, and
