@@ -130,7 +130,11 @@ func (w *where) add(cond string, args ...any) {
 // by now.
 func (w *where) filter(now time.Time, f store.Filter) {
 	w.add("(expires_at IS NULL OR expires_at > %s)", now)
-	if len(f.Statuses) > 0 {
+	switch len(f.Statuses) {
+	case 0:
+	case 1: // = rather than = ANY, so that tasks_status is read in order
+		w.add("status = %s", string(f.Statuses[0]))
+	default:
 		statuses := make([]string, len(f.Statuses))
 		for i, st := range f.Statuses {
 			statuses[i] = string(st)
