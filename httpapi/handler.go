@@ -135,6 +135,11 @@ func noStore(hdr http.Header) {
 // [refusal]. Errors behind a 500 or 503 are reported to the error
 // handler. A client that has gone gets no answer.
 func (c *config) fail(w http.ResponseWriter, r *http.Request, err error) {
+	c.failWith(w, r, err, writeProblem)
+}
+
+// failWith answers as fail does, the body written by write.
+func (c *config) failWith(w http.ResponseWriter, r *http.Request, err error, write func(w http.ResponseWriter, r *http.Request, code int, detail string)) {
 	if r.Context().Err() != nil {
 		return
 	}
@@ -142,7 +147,7 @@ func (c *config) fail(w http.ResponseWriter, r *http.Request, err error) {
 	if code == http.StatusServiceUnavailable {
 		w.Header().Set("Retry-After", c.retryHdr)
 	}
-	writeProblem(w, r, code, detail)
+	write(w, r, code, detail)
 }
 
 // problem returns the status code and the detail, for the client, of err,
