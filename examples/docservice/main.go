@@ -12,7 +12,8 @@
 // httpapi package's ListHandler and CountsHandler). POST
 // /process/document/{document_id}/cancel cancels a document's task, its work
 // wherever it runs, and POST /process/document/{document_id}/retry runs an
-// ended one again as a new attempt.
+// ended one again as a new attempt. /dashboard/ serves web pages that find,
+// watch, cancel and retry documents (httpapi.DashboardHandler).
 //
 // Usage:
 //
