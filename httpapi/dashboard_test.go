@@ -350,3 +350,11 @@ func TestDashboardHandlerErrors(t *testing.T) {
 		assert.Nil(t, h, name)
 	}
 }
+
+// TestDashboardPageSize: the list page of 50 tasks is at most 100 KB.
+// BenchmarkDashboardPage measures its rendering.
+func TestDashboardPageSize(t *testing.T) {
+	f := newFixture(t)
+	dashboardTasks(t, f)
+	assert.LessOrEqual(t, serveDashboardPage(t, f).Body.Len(), 100<<10, "bytes of the page")
+}
