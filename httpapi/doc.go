@@ -279,7 +279,8 @@
 // [WithScope] narrows the filter of each list and counts request, for
 // instance to the caller's tenant's label, or refuses it (403). Counts
 // are not checked task by task, so [CountsHandler] refuses WithAuthorize
-// without WithScope.
+// without WithScope. [DashboardHandler] applies both as the endpoints do,
+// to its pages and its buttons; pass it the options of the endpoints.
 //
 // # Submission
 //
