@@ -31,12 +31,20 @@
       if (!next) {
         return;
       }
+      const before = statusText();
       swap("live", next);
+      if (statusText() !== before) {
+        document.getElementById("announce").textContent = "The task is now " + statusText() + ".";
+      }
       if (!document.getElementById("actions").contains(document.activeElement)) {
         swap("actions", next); // not under the keyboard's focus
       }
       shown = next.dataset.version;
       task.dataset.version = shown;
+      if (parseInt(shown, 10) >= parseInt(wanted, 10)) {
+        // Caught up, even if another server judged abandonment otherwise.
+        wanted = shown;
+      }
       if (next.hasAttribute("data-ended")) {
         task.setAttribute("data-ended", "");
         stream.close();
@@ -53,6 +61,12 @@
     const va = parseInt(a, 10);
     const vb = parseInt(b, 10);
     return va > vb || (va === vb && a.endsWith("a") && !b.endsWith("a"));
+  }
+
+  // statusText returns the task's status as the page shows it, such as
+  // "running abandoned".
+  function statusText() {
+    return [...document.querySelectorAll("#live .summary .status")].map((s) => s.textContent).join(" ");
   }
 
   function swap(id, next) {
