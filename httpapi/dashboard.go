@@ -191,9 +191,6 @@ func (d *dashboard) task(w http.ResponseWriter, r *http.Request) {
 	d.render(w, r, http.StatusOK, "task.html", d.taskView(st))
 }
 
-// maxDashboardForm bounds the body of a cancel or retry request.
-const maxDashboardForm = maxActionBody
-
 // cancelTask asks for the cancellation of a task, with the form's reason.
 func (d *dashboard) cancelTask(w http.ResponseWriter, r *http.Request) {
 	d.act(w, r, func(st store.State) error {
@@ -217,7 +214,7 @@ func (d *dashboard) act(w http.ResponseWriter, r *http.Request, do func(store.St
 		d.failPage(w, r, &refusal{http.StatusForbidden, "The request came from another site: the dashboard only takes its own forms."})
 		return
 	}
-	r.Body = http.MaxBytesReader(w, r.Body, maxDashboardForm)
+	r.Body = http.MaxBytesReader(w, r.Body, maxActionBody)
 	if err := r.ParseForm(); err != nil {
 		d.failPage(w, r, &refusal{http.StatusBadRequest, "The form could not be read."})
 		return
@@ -301,7 +298,6 @@ type indexView struct {
 	NextPage    string // the next page's URL, relative; "" on the last page
 	FirstPage   string // the first page's URL, relative; "" on the first page
 	Filtered    bool
-	Now         timeView
 }
 
 // countView is one status's count, linking to the list of its tasks.
@@ -346,7 +342,6 @@ func (d *dashboard) indexView(r *http.Request, v url.Values, counts map[store.St
 			CreatedAfter: formTime(v.Get("created_after")), CreatedBefore: formTime(v.Get("created_before")),
 		},
 		Filtered: len(v) > 0,
-		Now:      newTimeView(d.clock.Now()),
 	}
 	for _, s := range store.Statuses() {
 		view.Statuses = append(view.Statuses, string(s))

@@ -234,6 +234,14 @@ func TestDashboardCancel(t *testing.T) {
 	rec = f.do(http.MethodPost, "/dashboard/tasks/t2/cancel", "", "Sec-Fetch-Site", "same-origin")
 	assert.Equal(t, http.StatusConflict, rec.Code)
 	assert.Contains(t, rec.Body.String(), "The task has ended: it cannot be canceled.")
+
+	f.running(t, "t3")
+	rec = f.do(http.MethodPost, "/dashboard/tasks/t3/cancel", "reason="+strings.Repeat("x", 1025))
+	assert.Equal(t, http.StatusBadRequest, rec.Code)
+	assert.Contains(t, rec.Body.String(), "The reason is longer than 1024 bytes.")
+	st, err = f.tr.Get(t.Context(), "t3")
+	require.NoError(t, err)
+	assert.True(t, st.CancelRequestedAt.IsZero(), "a refused reason cancels nothing")
 }
 
 func TestDashboardRetry(t *testing.T) {
@@ -357,4 +365,24 @@ func TestDashboardPageSize(t *testing.T) {
 	f := newFixture(t)
 	dashboardTasks(t, f)
 	assert.LessOrEqual(t, serveDashboardPage(t, f).Body.Len(), 100<<10, "bytes of the page")
+}
+
+// TestDashboardStoreDown: a store that does not answer is said so, 503
+// with Retry-After, and its error goes to the error handler.
+func TestDashboardStoreDown(t *testing.T) {
+	f := newFixture(t)
+	status, err := httpapi.ParseStatusPath(pattern)
+	require.NoError(t, err)
+	var reported []error
+	dash, err := httpapi.DashboardHandler(f.tr, downLister{}, status, func(context.Context, store.State) error { return nil },
+		httpapi.WithErrorHandler(func(_ context.Context, err error) { reported = append(reported, err) }))
+	require.NoError(t, err)
+	rec := httptest.NewRecorder()
+	dash.ServeHTTP(rec, httptest.NewRequestWithContext(t.Context(), http.MethodGet, "/", nil))
+	require.Equal(t, http.StatusServiceUnavailable, rec.Code)
+	assert.Equal(t, "1", rec.Header().Get("Retry-After"))
+	assert.Equal(t, "text/html; charset=utf-8", rec.Header().Get("Content-Type"))
+	assert.Contains(t, rec.Body.String(), "The status store is unavailable. Retry later.")
+	require.Len(t, reported, 1)
+	assert.ErrorIs(t, reported[0], context.DeadlineExceeded, "the count's error")
 }
