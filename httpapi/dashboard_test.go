@@ -172,7 +172,9 @@ func TestDashboardTaskPage(t *testing.T) {
 
 func TestDashboardAssets(t *testing.T) {
 	f := newDashFixture(t)
-	for path, typ := range map[string]string{"/dashboard/assets/dashboard.css": "text/css", "/dashboard/assets/dashboard.js": "text/javascript"} {
+	for path, typ := range map[string]string{
+		"/dashboard/assets/dashboard.css": "text/css", "/dashboard/assets/dashboard.js": "text/javascript", "/dashboard/assets/icon.svg": "image/svg+xml",
+	} {
 		rec := f.do(http.MethodGet, path, "")
 		require.Equal(t, http.StatusOK, rec.Code, path)
 		assert.Contains(t, rec.Header().Get("Content-Type"), typ, path)

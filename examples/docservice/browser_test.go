@@ -7,10 +7,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/chromedp/cdproto/emulation"
+	cdplog "github.com/chromedp/cdproto/log"
+	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -58,6 +62,42 @@ func newBrowser(t *testing.T) context.Context {
 	return ctx
 }
 
+// pageErrors collects what the pages of a browser tab report as errors:
+// uncaught exceptions and errors logged, such as resources refused by the
+// Content-Security-Policy.
+type pageErrors struct {
+	mu   sync.Mutex
+	errs []string
+}
+
+// listen starts collecting the errors of the tab ctx.
+func (p *pageErrors) listen(ctx context.Context, t *testing.T) {
+	t.Helper()
+	require.NoError(t, chromedp.Listen(ctx, func(ev any) {
+		var msg string
+		switch ev := ev.(type) {
+		case *runtime.EventExceptionThrown:
+			msg = "exception: " + ev.ExceptionDetails.Text
+		case *cdplog.EventEntryAdded:
+			if ev.Entry.Level == cdplog.EntryLevelError {
+				msg = fmt.Sprintf("%s: %s %s", ev.Entry.Source, ev.Entry.Text, ev.Entry.URL)
+			}
+		}
+		if msg != "" {
+			p.mu.Lock()
+			p.errs = append(p.errs, msg)
+			p.mu.Unlock()
+		}
+	}))
+}
+
+// all returns the errors collected so far.
+func (p *pageErrors) all() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return slices.Clone(p.errs)
+}
+
 // browse runs actions in the browser tab ctx, each within browserTimeout.
 func browse(ctx context.Context, t *testing.T, what string, actions ...chromedp.Action[chromedp.Void]) {
 	t.Helper()
@@ -86,6 +126,8 @@ func read[T any](ctx context.Context, t *testing.T, what string, a chromedp.Acti
 // cancels one and sees it canceled.
 func TestDashboardBrowser(t *testing.T) {
 	ctx := newBrowser(t)
+	var errs pageErrors
+	errs.listen(ctx, t)
 	svc := startService(t, 10, time.Second) // about 30 s a document, 3 s its first step
 	for _, id := range []string{"doc-f1", "doc-f2"} {
 		resp := submit(t, svc.url, request(t, id, map[string]any{"simulate_failure": stepFileNode}), "")
@@ -142,6 +184,8 @@ func TestDashboardBrowser(t *testing.T) {
 	)
 	assert.Equal(t, "canceled", read(ctx, t, "the status", chromedp.Text(`.summary .status`)))
 	assert.Equal(t, "wrong file", svc.get(t, "doc-ok").CancelReason)
+
+	assert.Empty(t, errs.all(), "errors the pages reported")
 
 	// With JavaScript off, the pages are whole.
 	_, err := chromedp.Call(ctx, emulation.SetScriptExecutionDisabled, emulation.SetScriptExecutionDisabledParams{Value: true})
