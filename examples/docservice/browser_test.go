@@ -146,6 +146,7 @@ func TestDashboardBrowser(t *testing.T) {
 	ids := read(ctx, t, "the listed documents",
 		chromedp.Evaluate[[]string](`[...document.querySelectorAll('table.tasks a[href^="tasks/"]')].map(a => a.textContent)`))
 	assert.Equal(t, []string{"doc-f2", "doc-f1"}, ids)
+	assertLabeled(ctx, t)
 	screenshot(ctx, t, "dashboard-list.png")
 
 	// A failed document's page: its error and its timeline.
@@ -156,6 +157,7 @@ func TestDashboardBrowser(t *testing.T) {
 	assert.Equal(t, "File node creation failed: Connection refused", read(ctx, t, "the error", chromedp.Text(`.error .message`)))
 	assert.Equal(t, 1, read(ctx, t, "the failed step's bar",
 		chromedp.Evaluate[int](`document.querySelectorAll('table.steps svg.bar rect.st-failed').length`)))
+	assertLabeled(ctx, t)
 	screenshot(ctx, t, "dashboard-task.png")
 
 	// A running document's page follows it without a reload: a marker
@@ -197,6 +199,17 @@ func TestDashboardBrowser(t *testing.T) {
 		chromedp.WaitVisible(`.error .message`),
 		chromedp.WaitVisible(`#retry`),
 	)
+}
+
+// assertLabeled checks that every control of the page in the browser tab
+// ctx has a label that names it, or a name of its own, for screen readers.
+func assertLabeled(ctx context.Context, t *testing.T) {
+	t.Helper()
+	unlabeled := read(ctx, t, "the controls without a label", chromedp.Evaluate[[]string](
+		`[...document.querySelectorAll("input, select, button, progress")]
+			.filter(e => !(e.labels && e.labels.length) && !e.getAttribute("aria-label") && !e.textContent.trim())
+			.map(e => e.outerHTML)`))
+	assert.Empty(t, unlabeled)
 }
 
 // screenshot saves the page in the browser tab ctx as name in the
