@@ -47,7 +47,10 @@ type Document struct {
 //   - pipeline_steps, an object that maps each step's name to its
 //     status, in the steps' order;
 //   - steps, the list of the steps, each an object with name, status,
-//     started_at, completed_at, error and attempt;
+//     started_at, completed_at, error, attempt, progress (the step's
+//     own, as the task's below) and sub_steps, the list of its
+//     sub-steps, each an object with name, status, started_at,
+//     completed_at and error;
 //   - progress, an object with done, total and message;
 //   - attempt, version, created_at, updated_at, lease_until, abandoned,
 //     incarnation, kind and labels (an object of the labels' values by
@@ -281,12 +284,27 @@ type docStep struct {
 	CompletedAt docTime          `json:"completed_at"`
 	Error       optString        `json:"error"`
 	Attempt     int              `json:"attempt"`
+	Progress    optProgress      `json:"progress"`
+	SubSteps    []docSubStep     `json:"sub_steps"`
+}
+
+type docSubStep struct {
+	Name        string           `json:"name"`
+	Status      store.StepStatus `json:"status"`
+	StartedAt   docTime          `json:"started_at"`
+	CompletedAt docTime          `json:"completed_at"`
+	Error       optString        `json:"error"`
 }
 
 func (s docSteps) MarshalJSON() ([]byte, error) {
 	steps := make([]docStep, len(s))
 	for i, st := range s {
-		steps[i] = docStep{st.Name, st.Status, docTime(st.StartedAt), docTime(st.CompletedAt), optString(st.Error), st.Attempt}
+		subs := make([]docSubStep, len(st.SubSteps))
+		for j, sub := range st.SubSteps {
+			subs[j] = docSubStep{sub.Name, sub.Status, docTime(sub.StartedAt), docTime(sub.CompletedAt), optString(sub.Error)}
+		}
+		steps[i] = docStep{st.Name, st.Status, docTime(st.StartedAt), docTime(st.CompletedAt), optString(st.Error), st.Attempt,
+			optProgress(st.Progress), subs}
 	}
 	return marshal(steps)
 }

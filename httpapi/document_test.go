@@ -25,6 +25,7 @@ func TestDocumentRoundTrip(t *testing.T) {
 	fill(t, reflect.ValueOf(&want).Elem(), "State")
 	want.ID, want.Status, want.Version = "t 1", store.StatusRunning, 7
 	want.Steps[0].Status = store.StepFailed
+	want.Steps[0].SubSteps[0].Status = store.StepSuccess
 	want.PreviousAttempts[0].Status = store.StatusCanceled
 	require.NoError(t, want.Validate())
 

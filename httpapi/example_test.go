@@ -120,7 +120,9 @@ func ExampleStatusHandler() {
 	//       "started_at": "2025-11-12T10:00:00Z",
 	//       "completed_at": "2025-11-12T10:00:00Z",
 	//       "error": null,
-	//       "attempt": 1
+	//       "attempt": 1,
+	//       "progress": null,
+	//       "sub_steps": []
 	//     },
 	//     {
 	//       "name": "embedding_generation",
@@ -128,7 +130,9 @@ func ExampleStatusHandler() {
 	//       "started_at": null,
 	//       "completed_at": "2025-11-12T10:00:05.234Z",
 	//       "error": null,
-	//       "attempt": 0
+	//       "attempt": 0,
+	//       "progress": null,
+	//       "sub_steps": []
 	//     }
 	//   ],
 	//   "progress": null,

@@ -158,8 +158,8 @@ func TestDocument(t *testing.T) {
 		`"alpha":{"k":"v"},"zeta":[1,2],` +
 		`"pipeline_steps":{"fetch":"success","parse":"running"},` +
 		`"steps":[` +
-		`{"name":"fetch","status":"success","started_at":"2025-11-12T10:00:01.5Z","completed_at":"2025-11-12T10:00:01.52Z","error":null,"attempt":1},` +
-		`{"name":"parse","status":"running","started_at":"2025-11-12T10:00:01.52Z","completed_at":null,"error":"timeout\n\u003cretrying\u003e","attempt":2}],` +
+		`{"name":"fetch","status":"success","started_at":"2025-11-12T10:00:01.5Z","completed_at":"2025-11-12T10:00:01.52Z","error":null,"attempt":1,"progress":null,"sub_steps":[]},` +
+		`{"name":"parse","status":"running","started_at":"2025-11-12T10:00:01.52Z","completed_at":null,"error":"timeout\n\u003cretrying\u003e","attempt":2,"progress":null,"sub_steps":[]}],` +
 		`"progress":{"done":1,"total":2,"message":"parsing \"a\""},` +
 		`"attempt":1,"version":7,"created_at":"2025-11-12T10:00:00Z","updated_at":"2025-11-12T10:00:01.52Z","lease_until":null,` +
 		`"abandoned":false,"incarnation":` + jsonString(t, st.Incarnation) + `,"kind":null,"labels":null,"cancel_requested_at":null,"cancel_reason":null,"previous_attempts":[]}`

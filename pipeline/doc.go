@@ -95,13 +95,28 @@
 //
 // # Progress, results and heartbeats
 //
-// [Task.Progress] and [Task.SetResult] are recorded at once, each a write of
-// the task, so a client sees them while the work goes on. Progress is the
-// task's, shared by its steps (the members of a group too): the last report
-// wins. Result fields are merged, and kept whatever the outcome. A step
-// that can run longer than the tracker's lease (see [tracker.WithLease])
-// without recording anything calls [Task.Heartbeat], so that its task is
-// not taken for abandoned.
+// [Task.SetResult] is recorded at once, a write of the task, so a client
+// sees it while the work goes on; result fields are merged, and kept
+// whatever the outcome. [Task.Progress] reports the task's progress, shared
+// by its steps (the members of a group too): the last report wins.
+// [Task.StepProgress] reports the step's own, shown on the step. Progress
+// is written at most once per [ProgressInterval] (a second) a task, and the
+// last report of a step at the latest with the step's end, so that a step
+// reporting in a tight loop neither floods the store nor wakes every
+// watcher at each report. A step that can run longer than the tracker's
+// lease (see [tracker.WithLease]) without recording anything calls
+// [Task.Heartbeat], so that its task is not taken for abandoned.
+//
+// # Sub-steps
+//
+// [Task.SubStep] runs a part of a step as a sub-step, recorded on the step
+// with its status, times and error (one level deep: a sub-step has none of
+// its own, and a step at most [store.MaxSubSteps]). [Optional] and
+// [DependsOn] apply as they do to steps: a required sub-step that fails
+// makes SubStep return its error, which the step returns to fail; one
+// whose dependency failed is recorded failed and not run. When the step
+// ends, sub-steps still running end as it did; a retried step starts its
+// new attempt without the sub-steps and progress of the failed one.
 //
 // # Retries and timeouts
 //

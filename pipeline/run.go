@@ -50,7 +50,7 @@ func (p *Pipeline) Run(ctx context.Context, tr *tracker.Tracker, id string) erro
 	defer stop(nil)
 	r := &run{p: p, tr: tr, id: id, rec: context.WithoutCancel(ctx), stop: stop, steps: make([]stepRun, len(p.steps))}
 	for i := range r.steps {
-		r.steps[i].task.run = r
+		r.steps[i].task.run, r.steps[i].task.step = r, p.steps[i].name
 	}
 	defer func() {
 		if r.unwatch != nil {
@@ -85,6 +85,8 @@ type run struct {
 	// goroutine that runs its step, and read by others once its stage has
 	// ended.
 	steps []stepRun
+	// progress holds the progress reported and not written yet.
+	progress progress
 
 	mu sync.Mutex
 	// Guarded by mu:
@@ -150,7 +152,7 @@ func (r *run) runStep(ctx context.Context, s *step, before []tracker.Change) ([]
 		return nil, nil
 	}
 	end, f := r.outcome(s, r.attempts(ctx, s))
-	return []tracker.Change{end}, f
+	return append(r.progress.take(s.name), end), f
 }
 
 // outcome returns the change that records the end of step s, a success if
@@ -216,6 +218,8 @@ func (r *run) attempts(ctx context.Context, s *step) error {
 		if err == nil || n == s.attempts || ctx.Err() != nil || isPanic(err) {
 			return err
 		}
+		r.progress.drop(s.name)
+		task.newAttempt()
 		r.write(tracker.RetryStep(s.name, err))
 		if sleep(ctx, s.backoff(n)) != nil {
 			return err
@@ -336,6 +340,14 @@ func (r *run) write(changes ...tracker.Change) {
 	}
 	if err := r.att.Apply(r.rec, changes...); stops(err) {
 		r.halt(err, true)
+	}
+}
+
+// report writes c, a report of progress of step ("" for the task's), or
+// holds it (see ProgressInterval).
+func (r *run) report(step string, c tracker.Change) {
+	if changes := r.progress.report(r.tr.Now(), step, c); len(changes) > 0 {
+		r.write(changes...)
 	}
 }
 

@@ -4,11 +4,10 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"slices"
 	"strconv"
 	"strings"
-	"time"
 
+	"github.com/taskstatus/taskstatus/internal/statejson"
 	"github.com/taskstatus/taskstatus/store"
 )
 
@@ -49,7 +48,7 @@ func writeToken(id string) string {
 
 // encodeState returns the JSON stored for st, with its times in UTC.
 func encodeState(st store.State) ([]byte, error) {
-	return json.Marshal(inUTC(st))
+	return statejson.Encode(st)
 }
 
 // decodeState returns the state stored in the fields of task id's hash. An
@@ -68,9 +67,9 @@ func decodeState(id string, fields map[string]string) (store.State, error) {
 	if err != nil {
 		return store.State{}, fmt.Errorf("%w: %s field %q is not an integer", store.ErrCorrupt, fieldVersion, rawVersion)
 	}
-	var st store.State
-	if err := json.Unmarshal([]byte(raw), &st); err != nil {
-		return store.State{}, fmt.Errorf("%w: %s field: %w", store.ErrCorrupt, fieldState, err)
+	st, err := statejson.Decode([]byte(raw))
+	if err != nil {
+		return store.State{}, fmt.Errorf("%s field: %w", fieldState, err)
 	}
 	switch {
 	case st.Version != version:
@@ -82,14 +81,7 @@ func decodeState(id string, fields map[string]string) (store.State, error) {
 		return store.State{}, fmt.Errorf("%w: %s field is %q but the state has incarnation %q",
 			store.ErrCorrupt, fieldIncarnation, fields[fieldIncarnation], st.Incarnation)
 	}
-	if err := st.Validate(); err != nil {
-		return store.State{}, fmt.Errorf("%w: %v", store.ErrCorrupt, err) //nolint:errorlint // corrupt data, not invalid input
-	}
 	if _, err := announcedVersion(fields, st.Version); err != nil {
-		return store.State{}, err
-	}
-	st = inUTC(st)
-	if err := checkYears(st); err != nil {
 		return store.State{}, err
 	}
 	return st, nil
@@ -109,53 +101,4 @@ func announcedVersion(fields map[string]string, version int64) (int64, error) {
 		return 0, fmt.Errorf("%w: %s field %q is not a version up to %d", store.ErrCorrupt, fieldAnnounced, raw, version)
 	}
 	return announced, nil
-}
-
-// checkYears reports a time of st outside the years 0 to 9999 in UTC,
-// which JSON cannot encode: a state holding one could be read but never
-// written again.
-func checkYears(st store.State) error {
-	times := []time.Time{st.CreatedAt, st.StartedAt, st.UpdatedAt, st.CompletedAt, st.LeaseUntil, st.CancelRequestedAt}
-	for _, sp := range st.Steps {
-		times = append(times, sp.StartedAt, sp.CompletedAt)
-	}
-	for _, a := range st.PreviousAttempts {
-		times = append(times, a.StartedAt, a.CompletedAt)
-	}
-	for _, t := range times {
-		if y := t.Year(); y < 0 || y > 9999 {
-			return fmt.Errorf("%w: time %v is outside the years 0 to 9999", store.ErrCorrupt, t)
-		}
-	}
-	return nil
-}
-
-// inUTC returns st with every time in UTC. It copies st.Steps and
-// st.PreviousAttempts only if one of their times is not already in UTC, so
-// st keeps sharing memory otherwise.
-func inUTC(st store.State) store.State {
-	for _, t := range []*time.Time{&st.CreatedAt, &st.StartedAt, &st.UpdatedAt, &st.CompletedAt, &st.LeaseUntil, &st.CancelRequestedAt} {
-		*t = t.UTC()
-	}
-	if slices.ContainsFunc(st.PreviousAttempts, func(a store.Attempt) bool {
-		return a.StartedAt.Location() != time.UTC || a.CompletedAt.Location() != time.UTC
-	}) {
-		st.PreviousAttempts = slices.Clone(st.PreviousAttempts)
-		for i := range st.PreviousAttempts {
-			st.PreviousAttempts[i].StartedAt = st.PreviousAttempts[i].StartedAt.UTC()
-			st.PreviousAttempts[i].CompletedAt = st.PreviousAttempts[i].CompletedAt.UTC()
-		}
-	}
-	copied := false
-	for i, sp := range st.Steps {
-		if sp.StartedAt.Location() == time.UTC && sp.CompletedAt.Location() == time.UTC {
-			continue
-		}
-		if !copied {
-			st.Steps, copied = slices.Clone(st.Steps), true
-		}
-		st.Steps[i].StartedAt = sp.StartedAt.UTC()
-		st.Steps[i].CompletedAt = sp.CompletedAt.UTC()
-	}
-	return st
 }

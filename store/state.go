@@ -144,6 +144,44 @@ type Step struct {
 	Error string `json:"error,omitempty"`
 	// Attempt counts the step's attempts, from 1 when it starts.
 	Attempt int `json:"attempt,omitempty"`
+	// Progress is how far the step's own work has come, as it last
+	// reported it (the task's progress is [State.Progress]).
+	Progress Progress `json:"progress,omitzero"`
+	// SubSteps are the parts of the step that it recorded, in the order
+	// they were first recorded, at most MaxSubSteps; a sub-step has none
+	// of its own.
+	SubSteps []SubStep `json:"sub_steps,omitempty"`
+}
+
+// validate reports whether a has a defined status and at most
+// MaxSubSteps sub-steps, each of a defined status.
+func (a Step) validate() error {
+	if !a.Status.Valid() {
+		return fmt.Errorf("%w: step %q has status %q", ErrInvalidInput, a.Name, a.Status)
+	}
+	if len(a.SubSteps) > MaxSubSteps {
+		return fmt.Errorf("%w: step %q has %d sub-steps (%d allowed)", ErrInvalidInput, a.Name, len(a.SubSteps), MaxSubSteps)
+	}
+	for _, sub := range a.SubSteps {
+		if !sub.Status.Valid() {
+			return fmt.Errorf("%w: sub-step %q of step %q has status %q", ErrInvalidInput, sub.Name, a.Name, sub.Status)
+		}
+	}
+	return nil
+}
+
+// MaxSubSteps bounds the sub-steps of a step ([Step.SubSteps]).
+const MaxSubSteps = 64
+
+// SubStep is a part of a step: its name, status, times and error. Its
+// statuses are those of a step.
+type SubStep struct {
+	Name        string     `json:"name"`
+	Status      StepStatus `json:"status"`
+	StartedAt   time.Time  `json:"started_at,omitzero"`
+	CompletedAt time.Time  `json:"completed_at,omitzero"`
+	// Error is the message of the sub-step's failure.
+	Error string `json:"error,omitempty"`
 }
 
 // MaxPreviousAttempts bounds the outcomes of earlier attempts a task keeps
@@ -214,8 +252,8 @@ func (s State) Validate() error {
 		return fmt.Errorf("%w: status %q", ErrInvalidInput, s.Status)
 	}
 	for _, st := range s.Steps {
-		if !st.Status.Valid() {
-			return fmt.Errorf("%w: step %q has status %q", ErrInvalidInput, st.Name, st.Status)
+		if err := st.validate(); err != nil {
+			return err
 		}
 	}
 	if len(s.PreviousAttempts) > MaxPreviousAttempts {
@@ -239,6 +277,9 @@ func (s State) Abandoned(now time.Time) bool {
 // Clone returns a deep copy of s, which the caller may modify.
 func (s State) Clone() State {
 	s.Steps = slices.Clone(s.Steps)
+	for i := range s.Steps {
+		s.Steps[i].SubSteps = slices.Clone(s.Steps[i].SubSteps)
+	}
 	s.Labels = maps.Clone(s.Labels)
 	s.ErrorDetails = cloneRaw(s.ErrorDetails)
 	s.Result = cloneRaw(s.Result)
@@ -288,7 +329,13 @@ func (s State) timesEqual(o State) bool {
 
 func (a Step) equal(b Step) bool {
 	return a.Name == b.Name && a.Status == b.Status && a.StartedAt.Equal(b.StartedAt) &&
-		a.CompletedAt.Equal(b.CompletedAt) && a.Error == b.Error && a.Attempt == b.Attempt
+		a.CompletedAt.Equal(b.CompletedAt) && a.Error == b.Error && a.Attempt == b.Attempt &&
+		a.Progress == b.Progress && slices.EqualFunc(a.SubSteps, b.SubSteps, SubStep.equal)
+}
+
+func (a SubStep) equal(b SubStep) bool {
+	return a.Name == b.Name && a.Status == b.Status && a.StartedAt.Equal(b.StartedAt) &&
+		a.CompletedAt.Equal(b.CompletedAt) && a.Error == b.Error
 }
 
 func (a Attempt) equal(b Attempt) bool {

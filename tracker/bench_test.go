@@ -17,11 +17,11 @@ import (
 // benchmark function defers it, rather than leaving it to b.Cleanup, so
 // that the stores of its earlier runs (one per b.N tried) are garbage by
 // the time the next run measures.
-func newBenchTracker(b *testing.B) (*tracker.Tracker, func()) {
+func newBenchTracker(b *testing.B, opts ...tracker.Option) (*tracker.Tracker, func()) {
 	b.Helper()
 	mem, err := memstore.New()
 	require.NoError(b, err)
-	tr, err := tracker.New(mem)
+	tr, err := tracker.New(mem, opts...)
 	require.NoError(b, err)
 	return tr, func() {
 		_ = tr.Close(context.Background())
@@ -44,7 +44,17 @@ func startBench(b *testing.B, tr *tracker.Tracker, id string) *tracker.Run {
 // BenchmarkTransition measures one transition of a running task: progress,
 // which every long step reports.
 func BenchmarkTransition(b *testing.B) {
-	tr, closeAll := newBenchTracker(b)
+	benchTransition(b)
+}
+
+// BenchmarkTransitionObserved is BenchmarkTransition with an observer
+// that does nothing: the cost of the hook itself.
+func BenchmarkTransitionObserved(b *testing.B) {
+	benchTransition(b, tracker.WithObserver(func(context.Context, tracker.Event) {}))
+}
+
+func benchTransition(b *testing.B, opts ...tracker.Option) {
+	tr, closeAll := newBenchTracker(b, opts...)
 	defer closeAll()
 	run := startBench(b, tr, "doc")
 	ctx := context.Background()

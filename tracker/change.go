@@ -139,16 +139,15 @@ func StartStep(step string) Change {
 }
 
 // RetryStep records that an attempt of a running step failed with cause
-// and that the step goes on with a new attempt: its Attempt increments and
-// its Error holds cause until the step ends.
+// and that the step goes on with a new attempt: its Attempt increments,
+// its Error holds cause until the step ends, and its progress and
+// sub-steps, which were the failed attempt's, are cleared.
 func RetryStep(step string, cause error) Change {
 	msg := message(cause, "attempt failed")
-	return stepChange("retry step", step, func(s *store.Step, _ *store.State, _ stamp) error {
-		if s.Status != store.StepRunning {
-			return fmt.Errorf("%w: step %q is %s, not running", store.ErrInvalidTransition, step, s.Status)
-		}
+	return runningStepChange("retry step", step, func(s *store.Step, _ stamp) error {
 		s.Attempt++
 		s.Error = msg
+		s.Progress, s.SubSteps = store.Progress{}, nil
 		return nil
 	})
 }
@@ -158,6 +157,7 @@ func RetryStep(step string, cause error) Change {
 func SucceedStep(step string) Change {
 	return stepChange("succeed step", step, func(s *store.Step, st *store.State, at stamp) error {
 		s.Status, s.CompletedAt, s.Error = store.StepSuccess, at.now, ""
+		closeSubSteps(s, s.Status, at.now, "")
 		startTask(st, at.now)
 		return nil
 	})
@@ -170,6 +170,7 @@ func FailStep(step string, err error) Change {
 	msg := message(err, "failed")
 	return stepChange("fail step", step, func(s *store.Step, _ *store.State, at stamp) error {
 		s.Status, s.CompletedAt, s.Error = store.StepFailed, at.now, msg
+		closeSubSteps(s, s.Status, at.now, msg)
 		return nil
 	})
 }
@@ -178,6 +179,7 @@ func FailStep(step string, err error) Change {
 func SkipStep(step string) Change {
 	return stepChange("skip step", step, func(s *store.Step, _ *store.State, at stamp) error {
 		s.Status, s.CompletedAt = store.StepSkipped, at.now
+		closeSubSteps(s, s.Status, at.now, "")
 		return nil
 	})
 }
@@ -208,21 +210,25 @@ func stepChange(op, step string, edit func(s *store.Step, st *store.State, at st
 // running. Done and Total must not be negative, and Done must not exceed
 // a known Total ([store.ErrInvalidInput]); a long message is truncated.
 func SetProgress(p store.Progress) Change {
-	c := Change{op: "set progress"}
-	if p.Done < 0 || p.Total < 0 || (p.Total > 0 && p.Done > p.Total) {
-		c.err = fmt.Errorf("%w: progress %d of %d", store.ErrInvalidInput, p.Done, p.Total)
-		return c
-	}
-	p.Message = truncate(p.Message)
-	c.apply = func(st *store.State, at stamp) error {
+	p, err := checkProgress(p)
+	return Change{op: "set progress", err: err, apply: func(st *store.State, at stamp) error {
 		if err := open(st); err != nil {
 			return err
 		}
 		startTask(st, at.now)
 		st.Progress = p
 		return nil
+	}}
+}
+
+// checkProgress returns p with its message truncated, or why it cannot be
+// recorded: a negative count, or Done beyond a known Total.
+func checkProgress(p store.Progress) (store.Progress, error) {
+	if p.Done < 0 || p.Total < 0 || (p.Total > 0 && p.Done > p.Total) {
+		return p, fmt.Errorf("%w: progress %d of %d", store.ErrInvalidInput, p.Done, p.Total)
 	}
-	return c
+	p.Message = truncate(p.Message)
+	return p, nil
 }
 
 // SetResult merges fields into the task's result fields, such as
@@ -404,6 +410,7 @@ func end(st *store.State, status store.Status, now time.Time, msg string) {
 		default:
 			s.Status, s.Error = store.StepFailed, msg
 		}
+		closeSubSteps(&s, s.Status, now, s.Error)
 		st.Steps[i] = s
 	}
 }

@@ -58,6 +58,16 @@
 // task canceled. [WithOnEnd] hears of each task that a Tracker's write
 // ended; given to the Tracker of every process, it hears of every end.
 //
+// # Observers
+//
+// An [Observer] added with [WithObserver] is told of each write a Tracker
+// makes, as an [Event]: the task's state before and after it, the changes,
+// how long it took; and of each error the error handler is told of. It is
+// the one hook that metrics, traces, logs and completion hooks attach to:
+// [WithOnEnd] is an Observer, and so is the Observe method of the
+// otelstatus package's Telemetry, which makes OpenTelemetry metrics and
+// spans of the events. A Tracker without observers pays nothing for them.
+//
 // # Tracking never breaks the work, and never lies
 //
 // Every call is bounded by a timeout (see [WithTimeout]), never panics on a

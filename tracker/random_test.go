@@ -38,8 +38,9 @@ var randomSeed = flag.Uint64("tracker.seed", 0, "seed of TestRandomTransitions; 
 //     its doc names, is reported to the error handler, and writes nothing;
 //   - a watcher sees strictly increasing versions, each as written.
 //
-// It runs on memstore and on redisstore over miniredis, each Tracker with a
-// client of its own. Set -tracker.seed to replay a failing seed.
+// It runs on memstore, on redisstore over miniredis, and on pgstore on the
+// server TASKSTATUS_POSTGRES_URL names, each Tracker with a client (a pool)
+// of its own, as in processes of their own. Set -tracker.seed to replay a failing seed.
 func TestRandomTransitions(t *testing.T) {
 	for _, b := range []struct {
 		name   string
@@ -58,6 +59,7 @@ func TestRandomTransitions(t *testing.T) {
 			mr := miniredis.RunT(t)
 			return func(t *testing.T) store.Store { return redisStore(t, mr.Addr(), "") }
 		}},
+		{"pgstore", 12, pgStores},
 	} {
 		t.Run(b.name, func(t *testing.T) {
 			seed := *randomSeed

@@ -327,15 +327,30 @@ func (r *Run) quiet() bool {
 // numbered upTo, and records its outcome. It returns the error of a store
 // that did not answer; a conflict makes the Run read the task again.
 func (r *Run) put(ctx context.Context, w store.Write, upTo uint64) error {
+	began := r.t.observing()
 	err := r.t.store.Put(ctx, w)
-	if err == nil {
-		defer r.t.wrote(ctx, w.State) // after r.mu is unlocked
+	var e Event
+	observed, err := r.record(w, upTo, err, &e)
+	if observed {
+		e.Took = time.Since(began)
+		r.t.observe(ctx, e)
 	}
+	return err
+}
+
+// record records the outcome err of write w, which holds the pending
+// groups up to the one numbered upTo, and returns put's error. If the
+// write was made and the Tracker has observers, it sets e to the write's
+// Event, but for its timing, and reports true.
+func (r *Run) record(w store.Write, upTo uint64, err error, e *Event) (observed bool, _ error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.unsure = nil
 	switch {
 	case err == nil:
+		if observed = len(r.t.observers) > 0; observed {
+			*e = Event{ID: r.id, Op: r.opUpTo(upTo), Prev: r.stored, Next: w.State}
+		}
 		r.stored, r.known, r.lost = w.State, true, false
 		r.top = max(r.top, w.State.Version)
 		if !r.bound {
@@ -345,19 +360,35 @@ func (r *Run) put(ctx context.Context, w store.Write, upTo uint64) error {
 		if len(r.pending) == 0 {
 			r.want = w.State
 		}
-		return nil
+		return observed, nil
 	case errors.Is(err, store.ErrConflict):
 		r.known = false
-		return nil
+		return false, nil
 	case unknown(err):
 		r.unsure = &unsure{w: w, upTo: upTo}
 		r.top = max(r.top, w.State.Version)
-		return err
+		return false, err
 	}
 	// The store refuses the write for good (invalid, corrupt): drop it.
 	r.settle(upTo, err)
 	r.known = false
-	return nil
+	return false, nil
+}
+
+// opUpTo names the changes of the pending groups up to the one numbered
+// upTo, as opName does. r.mu is held.
+func (r *Run) opUpTo(upTo uint64) string {
+	if len(r.pending) == 1 || (len(r.pending) > 1 && r.pending[1].seq > upTo) {
+		return opName(r.pending[0].changes) // the usual write: one call's changes
+	}
+	var changes []Change
+	for _, g := range r.pending {
+		if g.seq > upTo {
+			break
+		}
+		changes = append(changes, g.changes...)
+	}
+	return opName(changes)
 }
 
 // unknown reports whether err leaves the outcome of a store call unknown:

@@ -17,16 +17,16 @@ import (
 // concurrent use. Create one with [New], and call [Tracker.Close] when the
 // work is done, to write what is still waiting for the store.
 type Tracker struct {
-	store   store.Store
-	ttl     time.Duration
-	lease   time.Duration
-	now     func() time.Time
-	timeout time.Duration
-	onError func(context.Context, error)
-	onEnd   func(context.Context, store.State) // nil: none
-	poll    time.Duration
-	cache   *cache   // states of tasks written by id
-	waiting *waiting // runs whose changes wait for the store to answer
+	store     store.Store
+	ttl       time.Duration
+	lease     time.Duration
+	now       func() time.Time
+	timeout   time.Duration
+	onError   func(context.Context, error)
+	observers []Observer
+	poll      time.Duration
+	cache     *cache   // states of tasks written by id
+	waiting   *waiting // runs whose changes wait for the store to answer
 }
 
 // Option configures a Tracker.
@@ -114,25 +114,6 @@ func WithPollInterval(d time.Duration) Option {
 	}
 }
 
-// WithOnEnd sets a function called with the state of each task that a
-// write of this Tracker ended (success, failed or canceled), after the
-// write, in the goroutine that made it: the caller of [Tracker.Apply] or
-// [Run.Apply], or the Tracker's background writer. It must be safe for
-// concurrent use and must not block for long. Every task that ends is
-// ended by a write of some Tracker, so a hook given to the Tracker of
-// every process that writes tasks hears of every task that ends, once:
-// but not of a task whose process died between the write and the call,
-// nor of tasks that expire.
-func WithOnEnd(f func(ctx context.Context, st store.State)) Option {
-	return func(t *Tracker) error {
-		if f == nil {
-			return errors.New("tracker: WithOnEnd: nil function")
-		}
-		t.onEnd = f
-		return nil
-	}
-}
-
 // New returns a Tracker that records task states in s.
 func New(s store.Store, opts ...Option) (*Tracker, error) {
 	if s == nil {
@@ -203,6 +184,9 @@ func (t *Tracker) report(ctx context.Context, op, id string, err error) error {
 	}
 	err = &Error{Op: op, ID: id, Err: err}
 	t.onError(ctx, err)
+	if len(t.observers) > 0 {
+		t.observe(ctx, Event{ID: id, Op: op, Err: err})
+	}
 	return err
 }
 
@@ -227,6 +211,7 @@ func (t *Tracker) apply(ctx context.Context, id string, changes []Change) error 
 	if err := checkChanges(id, changes, true); err != nil {
 		return err
 	}
+	began := t.observing()
 	wctx, cancel := context.WithTimeout(ctx, t.timeout)
 	defer cancel()
 	// Changes are applied to the state cached from the Tracker's last
@@ -260,7 +245,7 @@ func (t *Tracker) apply(ctx context.Context, id string, changes []Change) error 
 		switch {
 		case err == nil:
 			t.cache.put(w.State)
-			t.wrote(ctx, w.State)
+			t.wrote(ctx, changes, cur, w.State, began)
 			return nil
 		case !errors.Is(err, store.ErrConflict):
 			t.cache.drop(id)
@@ -272,12 +257,11 @@ func (t *Tracker) apply(ctx context.Context, id string, changes []Change) error 
 	}
 }
 
-// wrote acts on st, a state the Tracker wrote: it calls the WithOnEnd
-// hook if st ended the task. No write succeeds on a task that has ended,
-// so a write of an ended state is the one that ended it.
-func (t *Tracker) wrote(ctx context.Context, st store.State) {
-	if t.onEnd != nil && st.Status.Terminal() {
-		t.onEnd(ctx, st.Clone())
+// wrote tells the observers, if any, of the write of next over prev that
+// changes made, which began at began.
+func (t *Tracker) wrote(ctx context.Context, changes []Change, prev, next store.State, began time.Time) {
+	if len(t.observers) > 0 {
+		t.observe(ctx, Event{ID: next.ID, Op: opName(changes), Prev: prev, Next: next, Took: time.Since(began)})
 	}
 }
 
@@ -399,6 +383,11 @@ func opName(changes []Change) string {
 // newID returns a random id for an incarnation or a write.
 func newID() string {
 	return strconv.FormatUint(rand.Uint64(), 36)
+}
+
+// Now returns the time by the tracker's clock (see [WithClock]).
+func (t *Tracker) Now() time.Time {
+	return t.now()
 }
 
 // Get returns the current state of task id, read from the store. An

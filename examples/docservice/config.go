@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/taskstatus/taskstatus/pgstore"
 	"github.com/taskstatus/taskstatus/redisstore"
 )
 
@@ -23,7 +24,9 @@ type config struct {
 	rescueEvery     time.Duration // 0: abandoned tasks are not failed
 	logLevel        slog.Level
 	logFormat       string
-	redisURL        string // "" keeps tasks in memory
+	databaseURL     string // PostgreSQL; wins over redisURL
+	schema          string // of the PostgreSQL tables
+	redisURL        string // "" keeps tasks in memory, unless databaseURL is set
 	redisPrefix     string
 }
 
@@ -31,7 +34,7 @@ type config struct {
 // getenv, and then from the command-line arguments args, which win.
 // It writes usage and flag errors to stderr.
 func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (config, error) {
-	cfg := config{redisPrefix: redisstore.DefaultPrefix}
+	cfg := config{redisPrefix: redisstore.DefaultPrefix, schema: pgstore.DefaultSchema}
 	fs := flag.NewFlagSet("docservice", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&cfg.addr, "addr", ":8053", "address to listen on (env ADDR, or PORT)")
@@ -107,9 +110,13 @@ func (cfg *config) check() error {
 }
 
 // setStore sets where tasks are kept from the environment, read through
-// getenv: in Redis if VALKEY_URL (or REDIS_URL) names one and ENABLE_CACHE
-// is not false.
+// getenv: in PostgreSQL if DATABASE_URL names one, else in Redis if
+// VALKEY_URL (or REDIS_URL) names one and ENABLE_CACHE is not false.
 func (cfg *config) setStore(getenv func(string) string) error {
+	cfg.databaseURL = getenv("DATABASE_URL")
+	if s := getenv("TASKSTATUS_SCHEMA"); s != "" {
+		cfg.schema = s
+	}
 	useRedis := true
 	if v := getenv("ENABLE_CACHE"); v != "" {
 		b, err := strconv.ParseBool(v)

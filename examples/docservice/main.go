@@ -12,8 +12,13 @@
 // httpapi package's ListHandler and CountsHandler). POST
 // /process/document/{document_id}/cancel cancels a document's task, its work
 // wherever it runs, and POST /process/document/{document_id}/retry runs an
-// ended one again as a new attempt. /dashboard/ serves web pages that find,
-// watch, cancel and retry documents (httpapi.DashboardHandler).
+// ended one again as a new attempt. GET /metrics serves the service's
+// metrics in the Prometheus text format (see the otelstatus package), and
+// grafana-dashboard.json is a Grafana dashboard of them. OTLP export is not
+// built in: the service logs a warning if OTEL_EXPORTER_OTLP_ENDPOINT asks
+// for it.
+// /dashboard/ serves web pages that find, watch, cancel and retry documents
+// (httpapi.DashboardHandler).
 //
 // Usage:
 //
@@ -42,10 +47,16 @@
 //	-log-format text|json
 //		format of the logs written to stderr (env LOG_FORMAT; default text)
 //
-// Tasks are kept in memory unless VALKEY_URL (or REDIS_URL) names a Redis or
-// Valkey server, such as redis://localhost:6379/0, and ENABLE_CACHE is not
-// "false"; TASKSTATUS_PREFIX sets the prefix of the Redis keys. If Redis does
-// not answer at start-up, the service says so and keeps tasks in memory.
+// Tasks are kept in PostgreSQL if DATABASE_URL names a database, such as
+// postgres://localhost:5432/app, with the history of their transitions, in
+// the schema TASKSTATUS_SCHEMA (default "taskstatus"), whose tables the
+// service creates or updates at start-up; a database that does not answer
+// then stops the service with an error. Otherwise they are kept in memory
+// unless VALKEY_URL (or REDIS_URL) names a Redis or Valkey server, such as
+// redis://localhost:6379/0, and ENABLE_CACHE is not "false";
+// TASKSTATUS_PREFIX sets the prefix of the Redis keys. If Redis does not
+// answer at start-up, the service says so and keeps tasks in memory.
+// DATABASE_URL wins when both it and VALKEY_URL are set.
 //
 // The service prints "listening on ADDR" on stdout once it accepts
 // connections, with the address it is bound to (useful with -addr :0).
@@ -101,7 +112,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	defer closeStore()
 
-	s, err := newServer(st, logger, cfg)
+	warnOTLP(logger, getenv)
+	s, err := newServer(st, logger, cfg, nil)
 	if err != nil {
 		return err
 	}

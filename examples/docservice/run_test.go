@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"strings"
 	"testing"
@@ -13,6 +14,8 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/taskstatus/taskstatus/internal/pgtest"
 )
 
 // redisAddrVar names the environment variable that gives the address of a
@@ -44,6 +47,14 @@ func redisEnv(t *testing.T) []string {
 	return []string{"VALKEY_URL=redis://" + addr + "/0", "TASKSTATUS_PREFIX=" + prefix}
 }
 
+// postgresEnv returns the environment that points the service at the
+// PostgreSQL server TASKSTATUS_POSTGRES_URL names, in a schema of the
+// test's own. It skips t if the variable is unset.
+func postgresEnv(t *testing.T) []string {
+	url := pgtest.URL(t)
+	return []string{"DATABASE_URL=" + url, "TASKSTATUS_SCHEMA=" + pgtest.Schema(t, pgtest.Pool(t, url))}
+}
+
 // getenv returns a function that reads the environment env, a list of
 // NAME=value.
 func getenv(env ...string) func(string) string {
@@ -61,15 +72,21 @@ func TestRun(t *testing.T) {
 		name  string
 		env   func(t *testing.T) []string
 		store string // the start-up log line that names the store
+		lists bool   // the store is a store.Lister: the service lists tasks
 	}{
-		{"memory", func(*testing.T) []string { return nil }, "store: memory;"},
+		{"memory", func(*testing.T) []string { return nil }, "store: memory;", true},
 		{"cache disabled", func(*testing.T) []string {
 			return []string{"VALKEY_URL=redis://127.0.0.1:1/0", "ENABLE_CACHE=false"}
-		}, "store: memory;"},
+		}, "store: memory;", true},
 		{"fallback", func(*testing.T) []string {
 			return []string{"REDIS_URL=redis://127.0.0.1:1/0"} // nothing listens on port 1
-		}, "store: memory, because Redis did not answer"},
-		{"redis", redisEnv, "store: redis"},
+		}, "store: memory, because Redis did not answer", true},
+		{"redis", redisEnv, "store: redis", false},
+		{"postgres", func(t *testing.T) []string {
+			// DATABASE_URL wins: were Redis chosen, the service would
+			// fall back to memory, for nothing listens on port 1.
+			return append(postgresEnv(t), "VALKEY_URL=redis://127.0.0.1:1/0")
+		}, "store: postgres", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			env := append(tc.env(t), "DELAY_SCALE=0", "LOG_FORMAT=json")
@@ -93,6 +110,17 @@ func TestRun(t *testing.T) {
 			doc := await(t, url+resp["status_url"].(string), ended)
 			assert.Equal(t, "success", doc["status"])
 			assert.Equal(t, "abc-456-def", doc["correlation_id"])
+			if tc.lists {
+				req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, url+"/process/documents?status=success", nil)
+				require.NoError(t, err)
+				list, err := http.DefaultClient.Do(req)
+				require.NoError(t, err)
+				body, err := io.ReadAll(list.Body)
+				require.NoError(t, list.Body.Close())
+				require.NoError(t, err)
+				require.Equal(t, http.StatusOK, list.StatusCode, "%s", body)
+				assert.Contains(t, string(body), "abc-456-def", "the task is listed")
+			}
 
 			cancel()
 			require.NoError(t, wait(t, done, 30*time.Second))
@@ -116,6 +144,8 @@ func TestRunErrors(t *testing.T) {
 		{"negative rescue interval", nil, []string{"RESCUE_EVERY=-1s"}},
 		{"bad ENABLE_CACHE", nil, []string{"ENABLE_CACHE=maybe"}},
 		{"bad redis URL", nil, []string{"VALKEY_URL=http://localhost"}},
+		{"bad database URL", nil, []string{"DATABASE_URL=postgres://%zz"}},
+		{"database down", nil, []string{"DATABASE_URL=postgres://postgres@127.0.0.1:1/postgres?connect_timeout=1"}},
 		{"bad address", []string{"-addr", "127.0.0.1:-1"}, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -135,29 +165,35 @@ func TestParseConfig(t *testing.T) {
 	}{{
 		name: "defaults",
 		want: config{addr: ":8053", delayScale: 1, shutdownTimeout: 10 * time.Second, lease: 30 * time.Second, rescueEvery: 10 * time.Second,
-			logLevel: slog.LevelInfo, logFormat: "text", redisPrefix: "taskstatus:"},
+			logLevel: slog.LevelInfo, logFormat: "text", redisPrefix: "taskstatus:", schema: "taskstatus"},
 	}, {
 		name: "environment",
 		env: []string{"PORT=9000", "DELAY_SCALE=0.5", "SHUTDOWN_TIMEOUT=3s", "LOG_LEVEL=debug",
 			"LOG_FORMAT=json", "REDIS_URL=redis://r:6379/1", "TASKSTATUS_PREFIX=p:", "TASK_LEASE=5s", "RESCUE_EVERY=1s"},
 		want: config{addr: ":9000", delayScale: 0.5, shutdownTimeout: 3 * time.Second, lease: 5 * time.Second, rescueEvery: time.Second,
-			logLevel: slog.LevelDebug, logFormat: "json", redisURL: "redis://r:6379/1", redisPrefix: "p:"},
+			logLevel: slog.LevelDebug, logFormat: "json", redisURL: "redis://r:6379/1", redisPrefix: "p:", schema: "taskstatus"},
 	}, {
 		name: "flags win",
 		args: []string{"-addr", "127.0.0.1:1", "-delay-scale", "2", "-log-level", "warn"},
 		env:  []string{"ADDR=:7000", "PORT=9000", "DELAY_SCALE=0.5", "LOG_LEVEL=debug"},
 		want: config{addr: "127.0.0.1:1", delayScale: 2, shutdownTimeout: 10 * time.Second, lease: 30 * time.Second, rescueEvery: 10 * time.Second,
-			logLevel: slog.LevelWarn, logFormat: "text", redisPrefix: "taskstatus:"},
+			logLevel: slog.LevelWarn, logFormat: "text", redisPrefix: "taskstatus:", schema: "taskstatus"},
 	}, {
 		name: "ADDR wins over PORT, VALKEY_URL over REDIS_URL",
 		env:  []string{"ADDR=:7000", "PORT=9000", "VALKEY_URL=redis://v:6379/0", "REDIS_URL=redis://r:6379/0"},
 		want: config{addr: ":7000", delayScale: 1, shutdownTimeout: 10 * time.Second, lease: 30 * time.Second, rescueEvery: 10 * time.Second,
-			logLevel: slog.LevelInfo, logFormat: "text", redisURL: "redis://v:6379/0", redisPrefix: "taskstatus:"},
+			logLevel: slog.LevelInfo, logFormat: "text", redisURL: "redis://v:6379/0", redisPrefix: "taskstatus:", schema: "taskstatus"},
+	}, {
+		name: "DATABASE_URL wins over VALKEY_URL",
+		env:  []string{"DATABASE_URL=postgres://db/app", "VALKEY_URL=redis://v:6379/0", "TASKSTATUS_SCHEMA=docs"},
+		want: config{addr: ":8053", delayScale: 1, shutdownTimeout: 10 * time.Second, lease: 30 * time.Second, rescueEvery: 10 * time.Second,
+			logLevel: slog.LevelInfo, logFormat: "text", databaseURL: "postgres://db/app", schema: "docs",
+			redisURL: "redis://v:6379/0", redisPrefix: "taskstatus:"},
 	}, {
 		name: "cache disabled",
 		env:  []string{"VALKEY_URL=redis://v:6379/0", "ENABLE_CACHE=false"},
 		want: config{addr: ":8053", delayScale: 1, shutdownTimeout: 10 * time.Second, lease: 30 * time.Second, rescueEvery: 10 * time.Second,
-			logLevel: slog.LevelInfo, logFormat: "text", redisPrefix: "taskstatus:"},
+			logLevel: slog.LevelInfo, logFormat: "text", redisPrefix: "taskstatus:", schema: "taskstatus"},
 	}} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := parseConfig(tc.args, getenv(tc.env...), io.Discard)

@@ -9,7 +9,10 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/taskstatus/taskstatus/httpapi"
+	"github.com/taskstatus/taskstatus/otelstatus"
 	"github.com/taskstatus/taskstatus/pipeline"
 	"github.com/taskstatus/taskstatus/store"
 	"github.com/taskstatus/taskstatus/tracker"
@@ -46,9 +49,10 @@ const taskTTL = 24 * time.Hour
 // pipelines and its HTTP handlers.
 type server struct {
 	log             *slog.Logger
-	store           store.Store
+	store           store.Store  // seen through the telemetry
 	lister          store.Lister // the store, if it can find tasks; nil otherwise
 	tracker         *tracker.Tracker
+	telemetry       *telemetry
 	runner          *pipeline.Runner
 	statusPath      httpapi.StatusPath
 	delayScale      float64       // applied to the simulated work of each step
@@ -58,26 +62,34 @@ type server struct {
 }
 
 // newServer returns a server that tracks tasks in st with the lease of
-// cfg. It does not own st. If st is a store.Lister, the server lists and
-// counts documents, serves the dashboard and rescues abandoned ones;
-// otherwise it does none of these.
-func newServer(st store.Store, logger *slog.Logger, cfg config) (*server, error) {
+// cfg, and sends its spans to tp (nowhere if tp is nil). It does not own
+// st. If st is a store.Lister, the server lists and counts documents,
+// serves the dashboard and rescues abandoned ones; otherwise it does none
+// of these.
+func newServer(st store.Store, logger *slog.Logger, cfg config, tp trace.TracerProvider) (*server, error) {
+	tel, err := newTelemetry(tp)
+	if err != nil {
+		return nil, err
+	}
+	st = tel.Store(st)
 	lister, _ := st.(store.Lister)
 	s := &server{
 		lister:          lister,
 		rescueEvery:     cfg.rescueEvery,
 		log:             logger,
 		store:           st,
+		telemetry:       tel,
 		runner:          pipeline.NewRunner(),
 		delayScale:      cfg.delayScale,
 		shutdownTimeout: cfg.shutdownTimeout,
 		lease:           cfg.lease,
 	}
-	var err error
 	s.tracker, err = tracker.New(st,
 		tracker.WithTTL(taskTTL),
 		tracker.WithLease(cfg.lease),
-		tracker.WithErrorHandler(s.trackingFailed))
+		tracker.WithErrorHandler(s.trackingFailed),
+		tracker.WithObserver(tel.Observe),
+		tracker.WithObserver(otelstatus.LogEvents(logger)))
 	if err != nil {
 		return nil, err
 	}
@@ -115,6 +127,7 @@ func (s *server) handler(stopping <-chan struct{}) (http.Handler, error) {
 	mux.Handle(statusPattern, status)
 	mux.Handle(cancelPattern, cancel)
 	mux.Handle(retryPattern, retry)
+	mux.Handle(metricsPattern, s.telemetry.metrics)
 	if s.lister != nil {
 		list, err := httpapi.ListHandler(s.lister, findOpts...)
 		if err != nil {
@@ -132,7 +145,7 @@ func (s *server) handler(stopping <-chan struct{}) (http.Handler, error) {
 		mux.Handle(countsPattern, counts)
 		mux.Handle(dashboardPrefix+"/", http.StripPrefix(dashboardPrefix, dash))
 	}
-	return httpapi.CorrelationHandler(mux), nil
+	return httpapi.CorrelationHandler(s.telemetry.Handler(mux)), nil
 }
 
 // rescue fails the tasks whose process died, every rescueEvery, until ctx
@@ -208,6 +221,9 @@ func (s *server) serve(ctx context.Context, ln net.Listener) error {
 	}
 	if cerr := s.tracker.Close(sctx); cerr != nil {
 		s.log.Error("task changes the store did not take were dropped", "err", cerr)
+	}
+	if terr := s.telemetry.shutdown(sctx); terr != nil {
+		s.log.Warn("stopping the metrics", "err", terr)
 	}
 	s.log.Info("stopped")
 	if errors.Is(err, http.ErrServerClosed) {

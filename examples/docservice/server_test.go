@@ -19,6 +19,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/taskstatus/taskstatus/memstore"
 	"github.com/taskstatus/taskstatus/store"
@@ -46,6 +47,13 @@ func startService(t *testing.T, delayScale float64, shutdownTimeout time.Duratio
 // memstore seen through wrap if it is not nil, and stops it when t ends.
 func startServiceWith(t *testing.T, cfg config, wrap func(store.Store) store.Store) *service {
 	t.Helper()
+	return startTracedService(t, cfg, wrap, nil)
+}
+
+// startTracedService is startServiceWith with the service's spans sent to
+// tp.
+func startTracedService(t *testing.T, cfg config, wrap func(store.Store) store.Store, tp trace.TracerProvider) *service {
+	t.Helper()
 	mem, err := memstore.New()
 	require.NoError(t, err)
 	logs := &lockedBuffer{}
@@ -54,7 +62,7 @@ func startServiceWith(t *testing.T, cfg config, wrap func(store.Store) store.Sto
 	if wrap != nil {
 		st = wrap(mem)
 	}
-	s, err := newServer(st, logger, cfg)
+	s, err := newServer(st, logger, cfg, tp)
 	require.NoError(t, err)
 	var lc net.ListenConfig
 	ln, err := lc.Listen(t.Context(), "tcp", "127.0.0.1:0")
@@ -120,6 +128,19 @@ func TestSubmitAndStatus(t *testing.T) {
 		steps = append(steps, l["step"].(string))
 	}
 	assert.Equal(t, []string{stepFileNode, stepGraph, stepEmbedding, stepIndexing, stepFreshness}, steps)
+}
+
+// TestEmbeddingProgress: the embedding step reports its progress over the
+// document's chunks of 200 words, shown on the step.
+func TestEmbeddingProgress(t *testing.T) {
+	svc := startService(t, 0, time.Second)
+	req := request(t, "doc-long", nil)
+	req["content"] = strings.Repeat("word ", 2*chunkWords+1) // 3 chunks
+	resp := submit(t, svc.url, req, "")
+	await(t, svc.url+resp["status_url"].(string), ended)
+	embedding, ok := svc.get(t, "doc-long").Step(stepEmbedding)
+	require.True(t, ok)
+	assert.Equal(t, store.Progress{Done: 3, Total: 3, Message: "chunks embedded"}, embedding.Progress)
 }
 
 func TestSimulatedFailure(t *testing.T) {
@@ -501,7 +522,7 @@ func TestHandlerMethodNotAllowed(t *testing.T) {
 	mem, err := memstore.New()
 	require.NoError(t, err)
 	defer mem.Close()
-	s, err := newServer(mem, slog.New(slog.DiscardHandler), config{shutdownTimeout: time.Second})
+	s, err := newServer(mem, slog.New(slog.DiscardHandler), config{shutdownTimeout: time.Second}, nil)
 	require.NoError(t, err)
 	rec := httptest.NewRecorder()
 	h, err := s.handler(make(chan struct{}))
@@ -646,10 +667,10 @@ func TestRetryDocument(t *testing.T) {
 	assert.Contains(t, r.object(t)["detail"], "ended")
 }
 
-// TestDashboard: the dashboard is mounted at /dashboard/, lists a failed
+// TestDashboardMounted: the dashboard is mounted at /dashboard/, lists a failed
 // document, shows its page, and links its script to the document's status
 // stream; a retry from its page runs the document again.
-func TestDashboard(t *testing.T) {
+func TestDashboardMounted(t *testing.T) {
 	svc := startService(t, 0, time.Second)
 	resp := submit(t, svc.url, request(t, "doc-1", map[string]any{"simulate_failure": stepEmbedding}), "")
 	statusURL := svc.url + resp["status_url"].(string)

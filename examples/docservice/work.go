@@ -176,15 +176,16 @@ func (j *job) storeGraph(ctx context.Context, task *pipeline.Task) error {
 	return j.work(ctx, task, stepGraph, graphDelay)
 }
 
-// generateEmbeddings embeds the document chunk by chunk, reporting its
-// progress after each one.
+// generateEmbeddings embeds the document chunk by chunk, reporting the
+// step's progress after each one (written at most once a second, and at
+// the step's end: see pipeline.ProgressInterval).
 func (j *job) generateEmbeddings(ctx context.Context, task *pipeline.Task) error {
 	n := min(max(1, (len(strings.Fields(j.doc.Content))+chunkWords-1)/chunkWords), maxChunks)
 	for i := range n {
 		if err := j.work(ctx, task, stepEmbedding, embeddingDelay/time.Duration(n)); err != nil {
 			return err
 		}
-		task.Progress(int64(i+1), int64(n), "embedding chunks")
+		task.StepProgress(int64(i+1), int64(n), "chunks embedded")
 	}
 	return nil
 }

@@ -24,6 +24,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -230,7 +231,13 @@ func testRoundTrip(t *testing.T, f Fixture, id string) {
 		}
 		s.Steps = []store.Step{
 			{Name: "file_node_creation", Status: store.StepSuccess, StartedAt: at.Add(time.Second), CompletedAt: at.Add(2 * time.Second), Attempt: 1},
-			{Name: "embedding_generation", Status: store.StepFailed, StartedAt: at.Add(2 * time.Second), CompletedAt: at.Add(3 * time.Second), Error: "Connection refused", Attempt: 3},
+			{Name: "embedding_generation", Status: store.StepFailed, StartedAt: at.Add(2 * time.Second), CompletedAt: at.Add(3 * time.Second), Error: "Connection refused", Attempt: 3,
+				Progress: store.Progress{Done: 7000, Total: 10000, Message: "chunks"},
+				SubSteps: []store.SubStep{
+					{Name: "chunk", Status: store.StepSuccess, StartedAt: at.Add(2 * time.Second), CompletedAt: at.Add(2500 * time.Millisecond)},
+					{Name: "embed", Status: store.StepFailed, StartedAt: at.Add(2500 * time.Millisecond), CompletedAt: at.Add(3 * time.Second), Error: "Connection refused"},
+					{Name: "upsert", Status: store.StepSkipped, CompletedAt: at.Add(3 * time.Second)},
+				}},
 			{Name: "freshness_analysis", Status: store.StepFailed, StartedAt: at.Add(3 * time.Second), CompletedAt: at.Add(3 * time.Second), Error: "dependency embedding_generation failed", Attempt: 1},
 		}
 		s.Progress = store.Progress{Done: 2, Total: 5, Message: "embedding"}
@@ -261,16 +268,25 @@ func testRoundTrip(t *testing.T, f Fixture, id string) {
 func requireEveryField(t *testing.T, st store.State) {
 	t.Helper()
 	var zeros []string
-	collect := func(prefix string, v reflect.Value) {
-		for i := range v.NumField() {
-			if v.Field(i).IsZero() {
-				zeros = append(zeros, prefix+v.Type().Field(i).Name)
+	// collect adds the fields zero in every value of vs.
+	collect := func(prefix string, vs ...reflect.Value) {
+		require.NotEmpty(t, vs, "storetest writes no %s", prefix)
+		for i := range vs[0].NumField() {
+			if !slices.ContainsFunc(vs, func(v reflect.Value) bool { return !v.Field(i).IsZero() }) {
+				zeros = append(zeros, prefix+vs[0].Type().Field(i).Name)
 			}
 		}
 	}
 	collect("State.", reflect.ValueOf(st))
-	require.NotEmpty(t, st.Steps)
-	collect("Step.", reflect.ValueOf(st.Steps[len(st.Steps)-1]))
+	var steps, subSteps []reflect.Value
+	for _, s := range st.Steps {
+		steps = append(steps, reflect.ValueOf(s))
+		for _, sub := range s.SubSteps {
+			subSteps = append(subSteps, reflect.ValueOf(sub))
+		}
+	}
+	collect("Step.", steps...)
+	collect("SubStep.", subSteps...)
 	require.NotEmpty(t, st.PreviousAttempts)
 	collect("Attempt.", reflect.ValueOf(st.PreviousAttempts[0]))
 	require.Empty(t, zeros, "storetest writes no value in these fields, so no store is checked to keep them: set them in testRoundTrip")
@@ -582,6 +598,9 @@ func scribble(st *store.State) {
 	for i := range st.Steps {
 		st.Steps[i].Status = store.StepSkipped
 		st.Steps[i].Name += "!"
+		for j := range st.Steps[i].SubSteps {
+			st.Steps[i].SubSteps[j].Status = store.StepSkipped
+		}
 	}
 	st.Steps = append(st.Steps, store.Step{Name: "added", Status: store.StepFailed})
 	for _, m := range []map[string]json.RawMessage{st.ErrorDetails, st.Result} {
@@ -598,7 +617,10 @@ func scribble(st *store.State) {
 func richState(id string) store.State {
 	return next(newState(id), func(s *store.State) {
 		s.Version, s.Status = 1, store.StatusRunning
-		s.Steps = []store.Step{{Name: "a", Status: store.StepRunning}, {Name: "b", Status: store.StepPending}}
+		s.Steps = []store.Step{
+			{Name: "a", Status: store.StepRunning, SubSteps: []store.SubStep{{Name: "a1", Status: store.StepRunning}}},
+			{Name: "b", Status: store.StepPending},
+		}
 		s.ErrorDetails = map[string]json.RawMessage{"exception_type": json.RawMessage(`"X"`)}
 		s.Result = map[string]json.RawMessage{"n": json.RawMessage(`1`), "tags": json.RawMessage(`["x"]`)}
 	})
