@@ -426,8 +426,17 @@ type progressView struct {
 	Message     string
 }
 
-// stepView is one step of a task, with its bar in the timeline: X and W
-// are its start and length in percent of the task's time.
+// newProgressView returns the view of p, or nil if p is zero.
+func newProgressView(p store.Progress) *progressView {
+	if p == (store.Progress{}) {
+		return nil
+	}
+	return &progressView{p.Done, p.Total, p.Message}
+}
+
+// stepView is one step or sub-step of a task, with its bar in the
+// timeline: X and W are its start and length in percent of the task's
+// time.
 type stepView struct {
 	Name, Status, Error string
 	Attempt             int
@@ -435,6 +444,9 @@ type stepView struct {
 	Duration            string
 	X, W                string
 	Bar                 bool
+	Progress            *progressView
+	SubSteps            []stepView
+	Sub                 bool // a sub-step
 }
 
 // attemptView is an earlier attempt of a task.
@@ -466,9 +478,7 @@ func (d *dashboard) taskView(st store.State) taskView {
 	for _, k := range slices.Sorted(maps.Keys(st.Result)) {
 		view.Results = append(view.Results, fieldView{k, string(st.Result[k])})
 	}
-	if p := st.Progress; p != (store.Progress{}) {
-		view.Progress = &progressView{p.Done, p.Total, p.Message}
-	}
+	view.Progress = newProgressView(st.Progress)
 	begin := st.StartedAt
 	if begin.IsZero() {
 		begin = st.CreatedAt
@@ -496,6 +506,13 @@ func newStepView(s store.Step, begin, end time.Time) stepView {
 	v := stepView{
 		Name: s.Name, Status: string(s.Status), Error: s.Error, Attempt: s.Attempt,
 		Started: newTimeView(s.StartedAt), Completed: newTimeView(s.CompletedAt),
+		Progress: newProgressView(s.Progress),
+	}
+	for _, sub := range s.SubSteps {
+		sv := newStepView(store.Step{Name: sub.Name, Status: sub.Status, StartedAt: sub.StartedAt,
+			CompletedAt: sub.CompletedAt, Error: sub.Error}, begin, end)
+		sv.Sub = true
+		v.SubSteps = append(v.SubSteps, sv)
 	}
 	if s.StartedAt.IsZero() {
 		return v

@@ -388,3 +388,22 @@ func TestDashboardStoreDown(t *testing.T) {
 	require.Len(t, reported, 1)
 	assert.ErrorIs(t, reported[0], context.DeadlineExceeded, "the count's error")
 }
+
+// TestDashboardSubSteps: a step's progress and its sub-steps are shown
+// under it, each sub-step with its bar in the timeline.
+func TestDashboardSubSteps(t *testing.T) {
+	f := newDashFixture(t)
+	run := f.running(t, "t1")
+	step := seedSteps[0]
+	require.NoError(t, run.Apply(t.Context(), tracker.StartStep(step), tracker.StartSubStep(step, "page-1")))
+	f.clock.Advance(time.Second)
+	require.NoError(t, run.Apply(t.Context(), tracker.SucceedSubStep(step, "page-1"), tracker.StartSubStep(step, "page-2"),
+		tracker.StepProgress(step, store.Progress{Done: 1, Total: 2, Message: "pages"})))
+	f.clock.Advance(time.Second)
+
+	body := f.page(t, "/dashboard/tasks/t1")
+	assert.Contains(t, body, `<progress max="2" value="1" aria-label="Progress">1/2</progress> 1/2 pages`, "the step's progress")
+	assert.Regexp(t, `<tr class="sub"><th scope="row"><span class="sr-only">sub-step </span>page-1</th><td><span class="status st-success">success</span></td><td class="tl"><svg[^>]*><rect class="st-success" x="0.00%" y="1" width="50.00%"`, body)
+	assert.Regexp(t, `<tr class="sub"><th scope="row"><span class="sr-only">sub-step </span>page-2</th><td><span class="status st-running">running</span></td><td class="tl"><svg[^>]*><rect class="st-running" x="50.00%" y="1" width="50.00%"`, body,
+		"a running sub-step's bar reaches the present")
+}
