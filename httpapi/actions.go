@@ -109,12 +109,7 @@ func (h *cancelHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, r, http.StatusBadRequest, problem)
 		return
 	}
-	err := h.tr.Apply(r.Context(), st.ID, tracker.RequestCancel(reason))
-	if errors.Is(err, store.ErrTerminal) {
-		writeProblem(w, r, http.StatusConflict, "The task has ended: it cannot be canceled.")
-		return
-	}
-	h.done(w, r, st.ID, err)
+	h.done(w, r, st.ID, h.cancel(r, st.ID, reason))
 }
 
 type retryHandler struct {
@@ -128,59 +123,77 @@ func (h *retryHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	h.done(w, r, st.ID, h.retry(r, st, h.start))
+}
+
+// cancel records the request r makes to cancel task id for reason. The
+// error is a [refusal] if the task has ended.
+func (a *action) cancel(r *http.Request, id, reason string) error {
+	err := a.tr.Apply(r.Context(), id, tracker.RequestCancel(reason))
+	if errors.Is(err, store.ErrTerminal) {
+		return &refusal{http.StatusConflict, "The task has ended: it cannot be canceled."}
+	}
+	return err
+}
+
+// retry starts the new attempt of task st that r asks for and hands it to
+// start. The error is a [refusal] if the task has not ended, or if start
+// fails: the attempt is then recorded canceled, and start's error goes to
+// the error handler.
+func (a *action) retry(r *http.Request, st store.State, start func(context.Context, store.State) error) error {
 	ctx := r.Context()
-	err := h.tr.Apply(ctx, st.ID, tracker.Retry())
+	err := a.tr.Apply(ctx, st.ID, tracker.Retry())
 	if errors.Is(err, store.ErrInvalidTransition) {
-		writeProblem(w, r, http.StatusConflict, "The task has not ended: only an ended or abandoned task is retried.")
-		return
+		return &refusal{http.StatusConflict, "The task has not ended: only an ended or abandoned task is retried."}
 	}
-	if err == nil {
-		if err = h.start(ctx, st); err != nil {
-			// The attempt will not run: it must not stay pending.
-			_ = h.tr.Apply(context.WithoutCancel(ctx), st.ID, tracker.Cancel(fmt.Errorf("not started: %w", err)))
-			h.report(r, fmt.Errorf("start task %q: %w", st.ID, err))
-			h.unavailable(w, r, "The task could not be started. Retry later.")
-			return
-		}
+	if err != nil {
+		return err
 	}
-	h.done(w, r, st.ID, err)
+	if err := start(ctx, st); err != nil {
+		// The attempt will not run: it must not stay pending.
+		_ = a.tr.Apply(context.WithoutCancel(ctx), st.ID, tracker.Cancel(fmt.Errorf("not started: %w", err)))
+		a.report(r, fmt.Errorf("start task %q: %w", st.ID, err))
+		return &refusal{http.StatusServiceUnavailable, "The task could not be started. Retry later."}
+	}
+	return nil
 }
 
 // task reads the task that r names, if the method is POST and the
 // authorization hook lets r see it; otherwise it answers r and reports
 // false.
-func (h *action) task(w http.ResponseWriter, r *http.Request) (store.State, bool) {
+func (a *action) task(w http.ResponseWriter, r *http.Request) (store.State, bool) {
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", "POST")
 		writeProblem(w, r, http.StatusMethodNotAllowed, "This is done with POST.")
 		return store.State{}, false
 	}
-	id := r.PathValue(h.pathValue)
-	if store.ValidateID(id) != nil {
-		writeProblem(w, r, http.StatusBadRequest, detailInvalidID)
-		return store.State{}, false
-	}
-	st, err := h.tr.Get(r.Context(), id)
+	st, err := a.get(r, r.PathValue(a.pathValue))
 	if err != nil {
-		h.fail(w, r, err)
-		return store.State{}, false
-	}
-	if h.authorize != nil && h.authorize(r, st) != nil {
-		writeProblem(w, r, http.StatusNotFound, detailNotFound)
+		a.fail(w, r, err)
 		return store.State{}, false
 	}
 	return st, true
 }
 
+// get reads task id for r. A task the authorization hook does not let r
+// see is not found: the error wraps [store.ErrNotFound].
+func (a *action) get(r *http.Request, id string) (store.State, error) {
+	st, err := a.tr.Get(r.Context(), id)
+	if err == nil && a.authorize != nil && a.authorize(r, st) != nil {
+		return store.State{}, fmt.Errorf("task %q refused by the authorization hook: %w", id, store.ErrNotFound)
+	}
+	return st, err
+}
+
 // done answers r for the outcome err of the action on task id: 202 with
 // the status's URL, or the error.
-func (h *action) done(w http.ResponseWriter, r *http.Request, id string, err error) {
+func (a *action) done(w http.ResponseWriter, r *http.Request, id string, err error) {
 	if err != nil {
-		h.fail(w, r, err)
+		a.fail(w, r, err)
 		return
 	}
-	if err := WriteAccepted(w, h.status.URL(id), h.retryAfter, map[string]string{h.idField: id}); err != nil {
-		h.report(r, err)
+	if err := WriteAccepted(w, a.status.URL(id), a.retryAfter, map[string]string{a.idField: id}); err != nil {
+		a.report(r, err)
 	}
 }
 
