@@ -154,6 +154,65 @@
 // stream sends the current document and ends, and an EventSource polls by
 // reconnecting.
 //
+// # WebSocket
+//
+// [WebSocketHandler] pushes the same documents over a WebSocket, for
+// front ends and gateways that speak WebSocket only, and for clients that
+// follow many tasks on one connection. It follows tasks as an event
+// stream does: the current document first, then one per change in version
+// order (a slow reader may skip versions, never sees an older one, and
+// holds no queue: it gets the latest state), none for a renewal, the
+// document that says the task was abandoned when its lease ends, and
+// nothing after the terminal state. Each document is a text message:
+//
+//	{"type":"status","id":"doc-123","event_id":"7","document":{"task_id":"doc-123",...}}
+//
+// whose event_id names the document as an event stream's id does ("7",
+// "7a"). Mounted on a pattern that holds the task id's wildcard
+// ("GET /process/document/{document_id}/ws"), a connection follows that
+// task, from the document named by ?last_event_id=7 if given (only newer
+// ones are sent), and takes no messages. Mounted on one without it
+// ("GET /process/documents/ws"), it follows the tasks the client
+// subscribes to, with messages of its own:
+//
+//	{"type":"subscribe","id":"doc-123","last_event_id":"7"}   last_event_id optional
+//	{"type":"unsubscribe","id":"doc-123"}
+//
+// A subscription ends after the task's terminal state, or when it is
+// unsubscribed; the id can then be subscribed to again. A status message
+// being written when an unsubscribe comes may still arrive.
+//
+// Close codes and errors. A connection that follows the task of its URL
+// is closed with 1000 (normal) after the terminal state, or at once if
+// the client has it already; with 1001 (going away) when the service
+// shuts down ([WithShutdown]), and the client reconnects later with the
+// last event id it has; and otherwise with a code of 4000 plus the status
+// code a status request would be answered with, and its detail as the
+// reason:
+//
+//   - 4400: the id is invalid, or the client sent a message.
+//   - 4404: no task has the id, or the authorization hook refused it, at
+//     the start or at any later state; the reason is the same.
+//   - 4503: the store is unavailable (the task cannot be read, or its
+//     watch ended and it cannot be read again), or too many watch at
+//     once (see Limits); reconnect later.
+//   - 4500: anything else, such as a corrupt stored task.
+//
+// On a connection that follows several tasks, a subscription that ends
+// early, or a message that is refused, is answered with an error message
+// that carries the same code, and the connection stays open:
+//
+//	{"type":"error","id":"doc-123","code":4503,"detail":"The status store is unavailable. Retry later."}
+//
+// When the store ends a task's watch early, the task is read again: the
+// client is told if it is gone or the store is down, and otherwise the
+// task is followed on. Each followed task counts against
+// [WithMaxWatchers]. The handler pings the client every [WithHeartbeat],
+// and closes a connection whose pong does not come within
+// [WithWriteTimeout]; each message must be written within it too, or the
+// connection is closed. A client's messages are at most 4 KB. The
+// handshake checks that the Origin, if any, is the request's host.
+//
 // # Shutdown
 //
 // A service that shuts down tells the handler so with [WithShutdown].
@@ -168,9 +227,10 @@
 //
 // # Limits
 //
-// A request that waits for changes (a long poll or an event stream) holds
-// a watch on the store, which for a networked store may be a connection,
-// for as long as it waits. The handler bounds them:
+// A request that waits for changes (a long poll, an event stream, or a
+// task followed over a WebSocket) holds a watch on the store, which for a
+// networked store may be a connection, for as long as it waits. The
+// handler bounds them:
 //
 //   - at most [WithMaxWatchers] requests wait at once (1000 by default);
 //     beyond, 503 with Retry-After.
@@ -303,5 +363,6 @@
 // long-polling and honouring Retry-After, within a context's deadline; it
 // gives up on a task the server says was abandoned ([ErrAbandoned]). It
 // iterates over the tasks a list handler finds, page after page, reads
-// counts, and cancels and retries tasks.
+// counts, and cancels and retries tasks. [Client.Follow] follows a task
+// over a WebSocket, connecting again when the server goes away.
 package httpapi

@@ -28,8 +28,18 @@ type handler struct {
 // StatusHandler returns an error if s is nil or an option refuses its
 // value.
 func StatusHandler(s store.Store, opts ...Option) (http.Handler, error) {
+	h, err := newHandler("StatusHandler", s, opts)
+	if err != nil {
+		return nil, err
+	}
+	return h, nil
+}
+
+// newHandler returns a handler of s with opts, for the function fn that
+// makes it: an error if s is nil or an option refuses its value.
+func newHandler(fn string, s store.Store, opts []Option) (*handler, error) {
 	if s == nil {
-		return nil, errors.New("httpapi: StatusHandler: nil store")
+		return nil, fmt.Errorf("httpapi: %s: nil store", fn)
 	}
 	c, err := newConfig(opts)
 	if err != nil {

@@ -120,13 +120,19 @@ func (h *handler) send(r *http.Request, ew *eventWriter, doc Document) error {
 		h.report(r, err)
 		return err
 	}
-	ew.buf = append(ew.buf, "id: "...)
-	ew.buf = strconv.AppendInt(ew.buf, doc.Version, 10)
-	if doc.Abandoned {
-		ew.buf = append(ew.buf, 'a')
-	}
+	ew.buf = appendEventID(append(ew.buf, "id: "...), doc)
 	ew.buf = append(ew.buf, "\nevent: status\ndata: "...)
 	return ew.flush(out.body)
+}
+
+// appendEventID appends the event id that names doc to b: its version,
+// followed by "a" if it says the task was abandoned.
+func appendEventID(b []byte, doc Document) []byte {
+	b = strconv.AppendInt(b, doc.Version, 10)
+	if doc.Abandoned {
+		b = append(b, 'a')
+	}
+	return b
 }
 
 // lastEvent is the document a client that reconnects names with its
@@ -140,7 +146,13 @@ type lastEvent struct {
 // lastEventID returns the document named by r's Last-Event-ID header. An
 // id this handler did not send counts as none.
 func lastEventID(r *http.Request) lastEvent {
-	id, abandoned := strings.CutSuffix(r.Header.Get("Last-Event-ID"), "a")
+	return parseLastEvent(r.Header.Get("Last-Event-ID"))
+}
+
+// parseLastEvent returns the document named by the event id s. An id this
+// package did not send counts as none.
+func parseLastEvent(s string) lastEvent {
+	id, abandoned := strings.CutSuffix(s, "a")
 	v, err := strconv.ParseInt(id, 10, 64)
 	if err != nil || v < 0 {
 		return lastEvent{}

@@ -34,6 +34,13 @@ const (
 // dashboardPrefix is where the dashboard's pages are served.
 const dashboardPrefix = "/dashboard"
 
+// The patterns of the WebSocket endpoints: one that follows a document's
+// task, and one on which a client subscribes to several.
+const (
+	wsPattern     = "GET /process/document/{document_id}/ws"
+	wsManyPattern = "GET /process/documents/ws"
+)
+
 // Every task of the service is of this kind, labeled with its document's
 // project.
 const (
@@ -102,13 +109,19 @@ func newServer(st store.Store, logger *slog.Logger, cfg config, tp trace.TracerP
 
 // handler returns the service's HTTP handler. Requests that wait for a
 // task to change (long polls, event streams) are answered at once when
-// stopping is closed.
+// stopping is closed, and WebSockets are closed.
 func (s *server) handler(stopping <-chan struct{}) (http.Handler, error) {
-	status, err := httpapi.StatusHandler(s.store,
+	statusOpts := []httpapi.Option{
 		httpapi.WithPathValue(s.statusPath.Wildcard()),
 		httpapi.WithIDField("document_id"),
 		httpapi.WithErrorHandler(s.requestFailed),
-		httpapi.WithShutdown(stopping))
+		httpapi.WithShutdown(stopping),
+	}
+	status, err := httpapi.StatusHandler(s.store, statusOpts...)
+	if err != nil {
+		return nil, err
+	}
+	ws, err := httpapi.WebSocketHandler(s.store, statusOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -125,6 +138,8 @@ func (s *server) handler(stopping <-chan struct{}) (http.Handler, error) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /process/document", s.submit)
 	mux.Handle(statusPattern, status)
+	mux.Handle(wsPattern, ws)
+	mux.Handle(wsManyPattern, ws)
 	mux.Handle(cancelPattern, cancel)
 	mux.Handle(retryPattern, retry)
 	mux.Handle(metricsPattern, s.telemetry.metrics)
