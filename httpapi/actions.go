@@ -24,6 +24,11 @@ type action struct {
 	config
 	tr     *tracker.Tracker
 	status StatusPath
+	// csrf refuses the requests a browser sends from a page of another
+	// site: a form there must not cancel or retry a task with the user's
+	// cookies. Clients that are not browsers send none of the headers it
+	// reads, and pass.
+	csrf *http.CrossOriginProtection
 }
 
 // newAction returns the action of the handler named name, or the error of
@@ -39,7 +44,7 @@ func newAction(name string, tr *tracker.Tracker, status StatusPath, opts []Optio
 	if err != nil {
 		return action{}, err
 	}
-	return action{config: c, tr: tr, status: status}, nil
+	return action{config: c, tr: tr, status: status, csrf: http.NewCrossOriginProtection()}, nil
 }
 
 // CancelHandler returns a handler that asks for the cancellation of the
@@ -55,7 +60,10 @@ func newAction(name string, tr *tracker.Tracker, status StatusPath, opts []Optio
 //   - 409 Conflict with a problem saying why if the task has ended;
 //   - 404 for an unknown task, or one the authorization hook refuses;
 //   - 400 for an invalid id or body, 405 for a method other than POST,
-//     503 with Retry-After if the store is unavailable.
+//     503 with Retry-After if the store is unavailable;
+//   - 403 for a request a browser sent from a page of another site
+//     ([http.CrossOriginProtection]), so that a form there cannot cancel
+//     a task with a user's cookies; clients that are not browsers pass.
 //
 // It takes the options of [StatusHandler]: WithPathValue, WithIDField,
 // WithAuthorize, WithRetryAfter and WithErrorHandler concern it.
@@ -82,7 +90,8 @@ func CancelHandler(tr *tracker.Tracker, status StatusPath, opts ...Option) (http
 //     recorded canceled with start's error, which goes to the error
 //     handler; and if the store is unavailable;
 //   - 404 for an unknown task, or one the authorization hook refuses;
-//   - 400 for an invalid id, 405 for a method other than POST.
+//   - 400 for an invalid id, 405 for a method other than POST, 403 for a
+//     request from a page of another site, as CancelHandler.
 //
 // It takes the options of [CancelHandler].
 func RetryHandler(tr *tracker.Tracker, status StatusPath, start func(ctx context.Context, ended store.State) error, opts ...Option) (http.Handler, error) {
@@ -100,6 +109,9 @@ type cancelHandler struct{ action }
 
 // ServeHTTP implements [http.Handler].
 func (h *cancelHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !h.sameSite(w, r) {
+		return
+	}
 	st, ok := h.task(w, r)
 	if !ok {
 		return
@@ -119,11 +131,24 @@ type retryHandler struct {
 
 // ServeHTTP implements [http.Handler].
 func (h *retryHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !h.sameSite(w, r) {
+		return
+	}
 	st, ok := h.task(w, r)
 	if !ok {
 		return
 	}
 	h.done(w, r, st.ID, h.retry(r, st, h.start))
+}
+
+// sameSite reports whether r may act: it did not come from a page of
+// another site (see csrf). It answers r with 403 if not.
+func (a *action) sameSite(w http.ResponseWriter, r *http.Request) bool {
+	if a.csrf.Check(r) != nil {
+		writeProblem(w, r, http.StatusForbidden, "The request came from a page of another site.")
+		return false
+	}
+	return true
 }
 
 // cancel records the request r makes to cancel task id for reason. The

@@ -37,7 +37,6 @@ type dashboard struct {
 	action
 	lister store.Lister
 	start  func(context.Context, store.State) error
-	csrf   *http.CrossOriginProtection
 	pages  *template.Template
 	mux    *http.ServeMux
 }
@@ -103,7 +102,7 @@ func DashboardHandler(tr *tracker.Tracker, l store.Lister, status StatusPath, st
 		return nil, fmt.Errorf("httpapi: DashboardHandler: %w", err) // cannot happen: the templates are embedded
 	}
 	assets, _ := fs.Sub(dashboardFiles, "dashboard/assets") // cannot fail: a valid path
-	d := &dashboard{action: a, lister: l, start: start, csrf: http.NewCrossOriginProtection(), pages: pages, mux: http.NewServeMux()}
+	d := &dashboard{action: a, lister: l, start: start, pages: pages, mux: http.NewServeMux()}
 	d.mux.HandleFunc("GET /{$}", d.index)
 	d.mux.HandleFunc("GET /tasks/{id}", d.task)
 	d.mux.HandleFunc("POST /tasks/{id}/cancel", d.cancelTask)
