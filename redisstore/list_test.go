@@ -50,3 +50,27 @@ func TestIndexesHoldLiveTasks(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, map[store.Status]int64{store.StatusSuccess: 200}, counts)
 }
+
+// TestListSweeps: tasks expire while nothing writes; a listing that finds
+// their entries takes them out of the indexes, so that a service that only
+// reads does not keep the entries of expired tasks.
+func TestListSweeps(t *testing.T) {
+	s, mr, _ := newMiniStore(t)
+	now := time.Now()
+	mr.SetTime(now)
+	ctx := t.Context()
+	for i := range 50 {
+		w := write(newState(fmt.Sprintf("old-%d", i)))
+		w.TTL = time.Minute
+		require.NoError(t, s.Put(ctx, w))
+	}
+	mr.SetTime(now.Add(2 * time.Minute))
+	mr.FastForward(2 * time.Minute)
+	page, err := s.List(ctx, store.Filter{}, 10, "")
+	require.NoError(t, err)
+	assert.Empty(t, page.Tasks)
+	assert.Empty(t, page.NextPageToken)
+	for _, key := range mr.Keys() {
+		require.NotContains(t, key, "}i:", "index %s is left after the listing", key)
+	}
+}
