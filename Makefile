@@ -2,7 +2,7 @@
 GOLANGCI_LINT_VERSION := v2.15.0
 GOBIN := $(shell go env GOPATH)/bin
 
-.PHONY: test race vet lint bench fuzz
+.PHONY: test race vet lint bench fuzz screenshots
 
 # FUZZTIME bounds each fuzz target of `make fuzz`.
 FUZZTIME ?= 30s
@@ -35,3 +35,11 @@ fuzz:
 	go test -run '^$$' -fuzz '^FuzzStatusQuery$$' -fuzztime $(FUZZTIME) ./httpapi/
 	go test -race -run '^TestConvergence$$' -tracker.convergence.seed=0 -tracker.convergence.rounds=200 ./tracker/
 	go test -race -run '^TestLinearizable$$' -redisstore.linear.ops=40000 -redisstore.linear.seed=0 ./redisstore/
+
+# screenshots saves the screenshots of the dashboard that docservice's
+# README shows, taken by its browser test in a headless Chromium, whose
+# binary CHROMIUM names (the test fails if it cannot run it).
+CHROMIUM ?= chromium
+screenshots:
+	TASKSTATUS_CHROMIUM=$(CHROMIUM) go test -count=1 -run '^TestDashboardBrowser$$' ./examples/docservice/ \
+		-docservice.screenshots=$(CURDIR)/examples/docservice

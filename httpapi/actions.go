@@ -24,6 +24,11 @@ type action struct {
 	config
 	tr     *tracker.Tracker
 	status StatusPath
+	// csrf refuses the requests a browser sends from a page of another
+	// site: a form there must not cancel or retry a task with the user's
+	// cookies. Clients that are not browsers send none of the headers it
+	// reads, and pass.
+	csrf *http.CrossOriginProtection
 }
 
 // newAction returns the action of the handler named name, or the error of
@@ -39,7 +44,7 @@ func newAction(name string, tr *tracker.Tracker, status StatusPath, opts []Optio
 	if err != nil {
 		return action{}, err
 	}
-	return action{config: c, tr: tr, status: status}, nil
+	return action{config: c, tr: tr, status: status, csrf: http.NewCrossOriginProtection()}, nil
 }
 
 // CancelHandler returns a handler that asks for the cancellation of the
@@ -55,7 +60,10 @@ func newAction(name string, tr *tracker.Tracker, status StatusPath, opts []Optio
 //   - 409 Conflict with a problem saying why if the task has ended;
 //   - 404 for an unknown task, or one the authorization hook refuses;
 //   - 400 for an invalid id or body, 405 for a method other than POST,
-//     503 with Retry-After if the store is unavailable.
+//     503 with Retry-After if the store is unavailable;
+//   - 403 for a request a browser sent from a page of another site
+//     ([http.CrossOriginProtection]), so that a form there cannot cancel
+//     a task with a user's cookies; clients that are not browsers pass.
 //
 // It takes the options of [StatusHandler]: WithPathValue, WithIDField,
 // WithAuthorize, WithRetryAfter and WithErrorHandler concern it.
@@ -82,7 +90,8 @@ func CancelHandler(tr *tracker.Tracker, status StatusPath, opts ...Option) (http
 //     recorded canceled with start's error, which goes to the error
 //     handler; and if the store is unavailable;
 //   - 404 for an unknown task, or one the authorization hook refuses;
-//   - 400 for an invalid id, 405 for a method other than POST.
+//   - 400 for an invalid id, 405 for a method other than POST, 403 for a
+//     request from a page of another site, as CancelHandler.
 //
 // It takes the options of [CancelHandler].
 func RetryHandler(tr *tracker.Tracker, status StatusPath, start func(ctx context.Context, ended store.State) error, opts ...Option) (http.Handler, error) {
@@ -100,6 +109,9 @@ type cancelHandler struct{ action }
 
 // ServeHTTP implements [http.Handler].
 func (h *cancelHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !h.sameSite(w, r) {
+		return
+	}
 	st, ok := h.task(w, r)
 	if !ok {
 		return
@@ -109,12 +121,7 @@ func (h *cancelHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, r, http.StatusBadRequest, problem)
 		return
 	}
-	err := h.tr.Apply(r.Context(), st.ID, tracker.RequestCancel(reason))
-	if errors.Is(err, store.ErrTerminal) {
-		writeProblem(w, r, http.StatusConflict, "The task has ended: it cannot be canceled.")
-		return
-	}
-	h.done(w, r, st.ID, err)
+	h.done(w, r, st.ID, h.cancel(r, st.ID, reason))
 }
 
 type retryHandler struct {
@@ -124,63 +131,94 @@ type retryHandler struct {
 
 // ServeHTTP implements [http.Handler].
 func (h *retryHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !h.sameSite(w, r) {
+		return
+	}
 	st, ok := h.task(w, r)
 	if !ok {
 		return
 	}
+	h.done(w, r, st.ID, h.retry(r, st, h.start))
+}
+
+// sameSite reports whether r may act: it did not come from a page of
+// another site (see csrf). It answers r with 403 if not.
+func (a *action) sameSite(w http.ResponseWriter, r *http.Request) bool {
+	if a.csrf.Check(r) != nil {
+		writeProblem(w, r, http.StatusForbidden, "The request came from a page of another site.")
+		return false
+	}
+	return true
+}
+
+// cancel records the request r makes to cancel task id for reason. The
+// error is a [refusal] if the task has ended.
+func (a *action) cancel(r *http.Request, id, reason string) error {
+	err := a.tr.Apply(r.Context(), id, tracker.RequestCancel(reason))
+	if errors.Is(err, store.ErrTerminal) {
+		return &refusal{http.StatusConflict, "The task has ended: it cannot be canceled."}
+	}
+	return err
+}
+
+// retry starts the new attempt of task st that r asks for and hands it to
+// start. The error is a [refusal] if the task has not ended, or if start
+// fails: the attempt is then recorded canceled, and start's error goes to
+// the error handler.
+func (a *action) retry(r *http.Request, st store.State, start func(context.Context, store.State) error) error {
 	ctx := r.Context()
-	err := h.tr.Apply(ctx, st.ID, tracker.Retry())
+	err := a.tr.Apply(ctx, st.ID, tracker.Retry())
 	if errors.Is(err, store.ErrInvalidTransition) {
-		writeProblem(w, r, http.StatusConflict, "The task has not ended: only an ended or abandoned task is retried.")
-		return
+		return &refusal{http.StatusConflict, "The task has not ended: only an ended or abandoned task is retried."}
 	}
-	if err == nil {
-		if err = h.start(ctx, st); err != nil {
-			// The attempt will not run: it must not stay pending.
-			_ = h.tr.Apply(context.WithoutCancel(ctx), st.ID, tracker.Cancel(fmt.Errorf("not started: %w", err)))
-			h.report(r, fmt.Errorf("start task %q: %w", st.ID, err))
-			h.unavailable(w, r, "The task could not be started. Retry later.")
-			return
-		}
+	if err != nil {
+		return err
 	}
-	h.done(w, r, st.ID, err)
+	if err := start(ctx, st); err != nil {
+		// The attempt will not run: it must not stay pending.
+		_ = a.tr.Apply(context.WithoutCancel(ctx), st.ID, tracker.Cancel(fmt.Errorf("not started: %w", err)))
+		a.report(r, fmt.Errorf("start task %q: %w", st.ID, err))
+		return &refusal{http.StatusServiceUnavailable, "The task could not be started. Retry later."}
+	}
+	return nil
 }
 
 // task reads the task that r names, if the method is POST and the
 // authorization hook lets r see it; otherwise it answers r and reports
 // false.
-func (h *action) task(w http.ResponseWriter, r *http.Request) (store.State, bool) {
+func (a *action) task(w http.ResponseWriter, r *http.Request) (store.State, bool) {
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", "POST")
 		writeProblem(w, r, http.StatusMethodNotAllowed, "This is done with POST.")
 		return store.State{}, false
 	}
-	id := r.PathValue(h.pathValue)
-	if store.ValidateID(id) != nil {
-		writeProblem(w, r, http.StatusBadRequest, detailInvalidID)
-		return store.State{}, false
-	}
-	st, err := h.tr.Get(r.Context(), id)
+	st, err := a.get(r, r.PathValue(a.pathValue))
 	if err != nil {
-		h.fail(w, r, err)
-		return store.State{}, false
-	}
-	if h.authorize != nil && h.authorize(r, st) != nil {
-		writeProblem(w, r, http.StatusNotFound, detailNotFound)
+		a.fail(w, r, err)
 		return store.State{}, false
 	}
 	return st, true
 }
 
+// get reads task id for r. A task the authorization hook does not let r
+// see is not found: the error wraps [store.ErrNotFound].
+func (a *action) get(r *http.Request, id string) (store.State, error) {
+	st, err := a.tr.Get(r.Context(), id)
+	if err == nil && a.authorize != nil && a.authorize(r, st) != nil {
+		return store.State{}, fmt.Errorf("task %q refused by the authorization hook: %w", id, store.ErrNotFound)
+	}
+	return st, err
+}
+
 // done answers r for the outcome err of the action on task id: 202 with
 // the status's URL, or the error.
-func (h *action) done(w http.ResponseWriter, r *http.Request, id string, err error) {
+func (a *action) done(w http.ResponseWriter, r *http.Request, id string, err error) {
 	if err != nil {
-		h.fail(w, r, err)
+		a.fail(w, r, err)
 		return
 	}
-	if err := WriteAccepted(w, h.status.URL(id), h.retryAfter, map[string]string{h.idField: id}); err != nil {
-		h.report(r, err)
+	if err := WriteAccepted(w, a.status.URL(id), a.retryAfter, map[string]string{a.idField: id}); err != nil {
+		a.report(r, err)
 	}
 }
 

@@ -159,6 +159,32 @@ func TestActionsAuthorize(t *testing.T) {
 	assert.Empty(t, f.started)
 }
 
+// TestActionsRefuseOtherSites: a form on a page of another site cannot
+// cancel or retry a task with the user's cookies; the same request from
+// the task's own site, or from a client that is not a browser, can.
+func TestActionsRefuseOtherSites(t *testing.T) {
+	f := newActionFixture(t)
+	run := f.running(t, "t1")
+	v := f.version(t, "t1")
+	for _, target := range []string{"/tasks/t1/cancel", "/tasks/t1/retry"} {
+		req := httptest.NewRequestWithContext(t.Context(), http.MethodPost, target, nil)
+		req.Header.Set("Sec-Fetch-Site", "cross-site")
+		req.Header.Set("Origin", "https://evil.example")
+		rec := httptest.NewRecorder()
+		f.mux.ServeHTTP(rec, req)
+		assert.Equal(t, http.StatusForbidden, rec.Code, target)
+	}
+	assert.Equal(t, v, f.version(t, "t1"), "nothing was recorded")
+
+	req := httptest.NewRequestWithContext(t.Context(), http.MethodPost, "/tasks/t1/cancel", nil)
+	req.Header.Set("Sec-Fetch-Site", "same-origin")
+	rec := httptest.NewRecorder()
+	f.mux.ServeHTTP(rec, req)
+	require.Equal(t, http.StatusAccepted, rec.Code, "body: %s", rec.Body)
+	require.NoError(t, run.Apply(t.Context(), tracker.Cancel(errors.New("asked"))))
+	assert.Equal(t, http.StatusAccepted, f.post("/tasks/t1/retry", "").Code, "a client without the headers of a browser")
+}
+
 func TestActionsStoreDown(t *testing.T) {
 	f := newFixture(t)
 	s := &downStore{watchCounter: f.store}

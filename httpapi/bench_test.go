@@ -54,6 +54,22 @@ func (d *discard) reset() {
 	d.code, d.n = 0, 0
 }
 
+// benchServe measures h serving req, which must answer 200, and reports
+// the bytes of its body.
+func benchServe(b *testing.B, h http.Handler, req *http.Request) {
+	b.Helper()
+	w := newDiscard()
+	b.ReportAllocs()
+	for b.Loop() {
+		w.reset()
+		h.ServeHTTP(w, req)
+		if w.code != http.StatusOK {
+			b.Fatalf("status %d", w.code)
+		}
+	}
+	b.ReportMetric(float64(w.n), "body-bytes")
+}
+
 // benchTask makes task doc-123 what a status poll typically finds: the
 // origin's five steps, three done and one running, progress, result
 // fields and a correlation id.
@@ -89,16 +105,7 @@ func BenchmarkStatusGET(b *testing.B) {
 	benchTask(b, f)
 	h := newHandler(b, f.mem)
 	req := statusRequest("doc-123", "")
-	w := newDiscard()
-	b.ReportAllocs()
-	for b.Loop() {
-		w.reset()
-		h.ServeHTTP(w, req)
-		if w.code != http.StatusOK {
-			b.Fatalf("status %d", w.code)
-		}
-	}
-	b.ReportMetric(float64(w.n), "body-bytes")
+	benchServe(b, h, req)
 }
 
 // BenchmarkStatusGETOverHTTP measures BenchmarkStatusGET's poll as a
@@ -144,16 +151,7 @@ func BenchmarkStatusGETHandler(b *testing.B) {
 	require.NoError(b, err)
 	h := newHandler(b, fixedStore{f.mem, st})
 	req := statusRequest("doc-123", "")
-	w := newDiscard()
-	b.ReportAllocs()
-	for b.Loop() {
-		w.reset()
-		h.ServeHTTP(w, req)
-		if w.code != http.StatusOK {
-			b.Fatalf("status %d", w.code)
-		}
-	}
-	b.ReportMetric(float64(w.n), "body-bytes")
+	benchServe(b, h, req)
 }
 
 // BenchmarkBareHandler measures a net/http handler that writes the bytes
@@ -177,14 +175,7 @@ func BenchmarkBareHandler(b *testing.B) {
 		w.WriteHeader(http.StatusOK)
 		_, _ = w.Write(body)
 	})
-	req := statusRequest("doc-123", "")
-	w := newDiscard()
-	b.ReportAllocs()
-	for b.Loop() {
-		w.reset()
-		bare.ServeHTTP(w, req)
-	}
-	b.ReportMetric(float64(w.n), "body-bytes")
+	benchServe(b, bare, statusRequest("doc-123", ""))
 }
 
 // releaseWaiters long-polls task id with n requests, ends the task once all
@@ -291,4 +282,99 @@ func BenchmarkSSEFanOut(b *testing.B) {
 	delivered.Add(streams) // the terminal event ends every stream
 	require.NoError(b, run.Apply(ctx, tracker.Succeed()))
 	ended.Wait()
+}
+
+// dashboardTasks makes 50 tasks, a dashboard page's worth, as a list
+// typically finds them: of a kind, with two labels, the origin's five
+// steps; one in three failed with an error and its details, one in three
+// succeeded with results, the others running with progress.
+func dashboardTasks(tb testing.TB, f *fixture) {
+	tb.Helper()
+	ctx := tracker.ContextWithCorrelationID(context.Background(), "c9a7f417-c2d2-48a3-802b-fa00e20dd207")
+	for i := range 50 {
+		id := fmt.Sprintf("doc-%03d", i)
+		require.NoError(tb, f.tr.Apply(ctx, id, tracker.Create(seedSteps...), tracker.Kind("document"),
+			tracker.Label("project_id", "my-project"), tracker.Label("tenant", "acme")))
+		run, err := f.tr.Start(ctx, id)
+		require.NoError(tb, err)
+		for _, s := range seedSteps[:3] {
+			f.clock.Advance(137 * time.Millisecond)
+			require.NoError(tb, errors.Join(run.Apply(ctx, tracker.StartStep(s)), run.Apply(ctx, tracker.SucceedStep(s))))
+		}
+		require.NoError(tb, run.Apply(ctx, tracker.StartStep(seedSteps[3]),
+			tracker.SetProgress(store.Progress{Done: 3, Total: 5, Message: "indexing vectors"}),
+			tracker.SetResult(map[string]any{"entities_extracted": 42})))
+		switch i % 3 {
+		case 0:
+			cause := errors.New("Vector indexing failed: Connection refused")
+			require.NoError(tb, run.Apply(ctx, tracker.FailStep(seedSteps[3], cause),
+				tracker.Fail(cause, map[string]any{"source_path": "archon://projects/my-project/documents/" + id})))
+		case 1:
+			require.NoError(tb, run.Apply(ctx, tracker.SucceedStep(seedSteps[3]), tracker.StartStep(seedSteps[4]),
+				tracker.SucceedStep(seedSteps[4]), tracker.SetResult(map[string]any{"vector_indexed": true}), tracker.Succeed()))
+		}
+	}
+}
+
+// dashboardPage returns a dashboard over the fixture's tasks, and the
+// request for its list page of 50 tasks.
+func dashboardPage(tb testing.TB, f *fixture) (http.Handler, *http.Request) {
+	tb.Helper()
+	status, err := httpapi.ParseStatusPath(pattern)
+	require.NoError(tb, err)
+	h, err := httpapi.DashboardHandler(f.tr, f.mem, status, func(context.Context, store.State) error { return nil },
+		httpapi.WithClock(f.clock))
+	require.NoError(tb, err)
+	return h, httptest.NewRequestWithContext(context.Background(), http.MethodGet, "/?page_size=50", nil)
+}
+
+// serveDashboardPage serves the dashboard's list page of the fixture's 50
+// tasks, requires all of them listed, and returns the answer.
+func serveDashboardPage(tb testing.TB, f *fixture) *httptest.ResponseRecorder {
+	tb.Helper()
+	h, req := dashboardPage(tb, f)
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	require.Equal(tb, http.StatusOK, rec.Code)
+	require.Equal(tb, 50, bytes.Count(rec.Body.Bytes(), []byte(`href="tasks/`)), "tasks listed")
+	return rec
+}
+
+// BenchmarkDashboardPage measures the dashboard's list page of 50 tasks,
+// rendered on the server from memstore: counts, a page of the list, and
+// the HTML. Compare with BenchmarkDashboardBare.
+func BenchmarkDashboardPage(b *testing.B) {
+	f := newFixture(b)
+	dashboardTasks(b, f)
+	h, req := dashboardPage(b, f)
+	benchServe(b, h, req)
+}
+
+// BenchmarkDashboardBare measures a net/http handler that writes the bytes
+// of BenchmarkDashboardPage's page from memory.
+func BenchmarkDashboardBare(b *testing.B) {
+	f := newFixture(b)
+	dashboardTasks(b, f)
+	rec := serveDashboardPage(b, f)
+	body, hdr := rec.Body.Bytes(), rec.Header()
+	bare := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		for k, v := range hdr {
+			w.Header()[k] = v
+		}
+		w.WriteHeader(http.StatusOK)
+		_, _ = w.Write(body)
+	})
+	benchServe(b, bare, httptest.NewRequestWithContext(context.Background(), http.MethodGet, "/", nil))
+}
+
+// BenchmarkDashboardListJSON measures ListHandler's answer for the tasks
+// of BenchmarkDashboardPage: the same page as JSON documents, the
+// endpoint's cost to compare the HTML page with.
+func BenchmarkDashboardListJSON(b *testing.B) {
+	f := newFixture(b)
+	dashboardTasks(b, f)
+	h, err := httpapi.ListHandler(f.mem, httpapi.WithClock(f.clock))
+	require.NoError(b, err)
+	req := httptest.NewRequestWithContext(context.Background(), http.MethodGet, "/tasks?page_size=50", nil)
+	benchServe(b, h, req)
 }

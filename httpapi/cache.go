@@ -45,11 +45,17 @@ func (h *handler) render(doc Document) (*rendered, error) {
 // or "v12a" if the task is judged abandoned, so that a client that has
 // the document of the version is told that the task was abandoned.
 func etag(version int64, abandoned bool) string {
-	tag := `"v` + strconv.FormatInt(version, 10)
+	return `"v` + eventID(version, abandoned) + `"`
+}
+
+// eventID returns the id of the event stream's event of the document of a
+// task's version: "12", or "12a" if the task is judged abandoned.
+func eventID(version int64, abandoned bool) string {
+	id := strconv.FormatInt(version, 10)
 	if abandoned {
-		tag += "a"
+		id += "a"
 	}
-	return tag + `"`
+	return id
 }
 
 // Bounds of a handler's cache of renderings: the bytes of documents it

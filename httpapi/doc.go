@@ -1,8 +1,9 @@
 // Package httpapi serves the status of background tasks over plain
 // [net/http]: a status endpoint that clients poll, long-poll or stream,
 // endpoints that list and count tasks and that cancel and retry them, a
-// helper for the response that hands out a status URL, a correlation-id
-// middleware, and a Go client.
+// dashboard of web pages that do the same for people, a helper for the
+// response that hands out a status URL, a correlation-id middleware, and
+// a Go client.
 //
 // A service mounts the handler on any pattern, naming the wildcard that
 // holds the task id, and points clients at it when it queues work:
@@ -299,6 +300,27 @@
 // Retry-After when the store is down. [Client.Cancel] and [Client.Retry]
 // call them.
 //
+// # Dashboard
+//
+// [DashboardHandler] serves web pages, mounted under any prefix, where an
+// operator finds tasks by status, kind, label and creation time, counts
+// them, opens a task to see its steps as a timeline, its error, results
+// and attempts, watches it change live, and cancels or retries it:
+//
+//	dash, err := httpapi.DashboardHandler(tr, mem, statusPath, start, opts...)
+//	...
+//	mux.Handle("/dashboard/", http.StripPrefix("/dashboard", dash))
+//
+// The pages are rendered on the server with [html/template] from files
+// embedded in the package, work with JavaScript off, and load nothing
+// from another host. The dashboard is part of this package rather than
+// one of its own because it is these endpoints for people: it takes the
+// same options, so the same authorization hooks keep a tenant to its own
+// tasks, and it shares their reading of a list query, their checks and
+// their cancel and retry, which a package of its own would have to copy
+// or this one export. Its live updates are the status handler's event
+// stream.
+//
 // # Options
 //
 // The handlers take options that each say which values they accept, and
@@ -318,7 +340,8 @@
 // [WithScope] narrows the filter of each list and counts request, for
 // instance to the caller's tenant's label, or refuses it (403). Counts
 // are not checked task by task, so [CountsHandler] refuses WithAuthorize
-// without WithScope.
+// without WithScope. [DashboardHandler] applies both as the endpoints do,
+// to its pages and its buttons; pass it the options of the endpoints.
 //
 // # Submission
 //

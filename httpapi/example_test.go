@@ -10,11 +10,13 @@ import (
 	"log"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/taskstatus/taskstatus/httpapi"
 	"github.com/taskstatus/taskstatus/memstore"
+	"github.com/taskstatus/taskstatus/store"
 	"github.com/taskstatus/taskstatus/tracker"
 )
 
@@ -317,4 +319,69 @@ func ExampleClient_Wait() {
 	// doc-123 failed Vectorization failed: Connection refused
 	// entities extracted: 42
 	// embedding_generation: failed
+}
+
+// A dashboard mounted at /dashboard/ beside the status endpoint, whose
+// event stream its task pages follow, limited to the caller's tenant by
+// the same hooks as the endpoints.
+func ExampleDashboardHandler() {
+	mem, tr, _, closeAll := exampleTracker()
+	defer closeAll()
+	for _, t := range []struct{ id, tenant string }{{"doc-1", "acme"}, {"doc-2", "globex"}} {
+		if err := tr.Apply(context.Background(), t.id, tracker.Create("embed"), tracker.Label("tenant", t.tenant)); err != nil {
+			fmt.Println(err)
+			return
+		}
+	}
+	tenant := func(r *http.Request) string { return r.Header.Get("X-Tenant") } // set by the service's authentication
+	opts := []httpapi.Option{
+		httpapi.WithAuthorize(func(r *http.Request, st store.State) error {
+			if st.Labels["tenant"] != tenant(r) {
+				return errors.New("another tenant's task")
+			}
+			return nil
+		}),
+		httpapi.WithScope(func(r *http.Request, f *store.Filter) error {
+			if f.Label.Key != "" && f.Label != (store.Label{Key: "tenant", Value: tenant(r)}) {
+				return errors.New("another tenant's label")
+			}
+			f.Label = store.Label{Key: "tenant", Value: tenant(r)}
+			return nil
+		}),
+	}
+	const pattern = "GET /tasks/{id}/status"
+	statusPath, err := httpapi.ParseStatusPath(pattern)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	status, err := httpapi.StatusHandler(mem, opts...)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	start := func(ctx context.Context, ended store.State) error {
+		return nil // queue the task's work again
+	}
+	dash, err := httpapi.DashboardHandler(tr, mem, statusPath, start, opts...)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	mux := http.NewServeMux()
+	mux.Handle(pattern, status)
+	mux.Handle("/dashboard/", http.StripPrefix("/dashboard", dash))
+
+	for _, path := range []string{"/dashboard/", "/dashboard/tasks/doc-1", "/dashboard/tasks/doc-2"} {
+		req := httptest.NewRequestWithContext(context.Background(), http.MethodGet, path, nil)
+		req.Header.Set("X-Tenant", "acme")
+		rec := httptest.NewRecorder()
+		mux.ServeHTTP(rec, req)
+		fmt.Println(path, rec.Code, rec.Header().Get("Content-Type"),
+			strings.Contains(rec.Body.String(), "doc-1"), strings.Contains(rec.Body.String(), "doc-2"))
+	}
+	// Output:
+	// /dashboard/ 200 text/html; charset=utf-8 true false
+	// /dashboard/tasks/doc-1 200 text/html; charset=utf-8 true false
+	// /dashboard/tasks/doc-2 404 text/html; charset=utf-8 false false
 }

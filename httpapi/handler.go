@@ -141,25 +141,54 @@ func noStore(hdr http.Header) {
 }
 
 // fail answers a request whose store call or rendering failed with err:
-// 400, 404, 503 or 500, without err's text. Errors behind a 500 or 503 are
-// reported to the error handler. A client that has gone gets no answer.
+// 400, 404, 503 or 500, without err's text, or the code and detail of a
+// [refusal]. Errors behind a 500 or 503 are reported to the error
+// handler. A client that has gone gets no answer.
 func (c *config) fail(w http.ResponseWriter, r *http.Request, err error) {
+	c.failWith(w, r, err, writeProblem)
+}
+
+// failWith answers as fail does, the body written by write.
+func (c *config) failWith(w http.ResponseWriter, r *http.Request, err error, write func(w http.ResponseWriter, r *http.Request, code int, detail string)) {
 	if r.Context().Err() != nil {
 		return
 	}
+	code, detail := c.problem(r, err)
+	if code == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", c.retryHdr)
+	}
+	write(w, r, code, detail)
+}
+
+// problem returns the status code and the detail, for the client, of err,
+// met serving r, and reports to the error handler the errors behind a 500
+// or 503 but refusals.
+func (c *config) problem(r *http.Request, err error) (code int, detail string) {
+	var rf *refusal
 	switch {
+	case errors.As(err, &rf):
+		return rf.code, rf.detail
 	case errors.Is(err, store.ErrNotFound):
-		writeProblem(w, r, http.StatusNotFound, detailNotFound)
+		return http.StatusNotFound, detailNotFound
 	case errors.Is(err, store.ErrInvalidID):
-		writeProblem(w, r, http.StatusBadRequest, detailInvalidID)
+		return http.StatusBadRequest, detailInvalidID
 	case storeDown(err):
 		c.report(r, err)
-		c.unavailable(w, r, detailUnavailable)
+		return http.StatusServiceUnavailable, detailUnavailable
 	default:
 		c.report(r, err)
-		writeProblem(w, r, http.StatusInternalServerError, detailInternal)
+		return http.StatusInternalServerError, detailInternal
 	}
 }
+
+// refusal is a request that is not served for a reason the client is
+// told: the status code of the answer and the problem's detail.
+type refusal struct {
+	code   int
+	detail string
+}
+
+func (rf *refusal) Error() string { return rf.detail }
 
 // storeDown reports whether err is a store that did not answer, in time
 // or at all.

@@ -78,8 +78,12 @@ type listHandler struct{ finder }
 
 // ServeHTTP implements [http.Handler].
 func (h *listHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	q, ok := h.query(w, r, listParams)
-	if !ok {
+	if !allowGet(w, r) {
+		return
+	}
+	q, err := h.query(r, listParams)
+	if err != nil {
+		h.fail(w, r, err)
 		return
 	}
 	page, err := h.lister.List(r.Context(), q.filter, q.pageSize, q.pageToken)
@@ -119,8 +123,12 @@ type countsHandler struct{ finder }
 
 // ServeHTTP implements [http.Handler].
 func (h *countsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	q, ok := h.query(w, r, countsParams)
-	if !ok {
+	if !allowGet(w, r) {
+		return
+	}
+	q, err := h.query(r, countsParams)
+	if err != nil {
+		h.fail(w, r, err)
 		return
 	}
 	counts, err := h.lister.Count(r.Context(), q.filter)
@@ -168,37 +176,44 @@ var (
 	countsParams = listParams[1:3]
 )
 
-// query reads the query of r, which may have the parameters named in
-// params, and narrows its filter with the scope hook. If the request
-// cannot be served it answers it and reports false.
-func (f *finder) query(w http.ResponseWriter, r *http.Request, params []string) (listQuery, bool) {
-	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		w.Header().Set("Allow", "GET, HEAD")
-		writeProblem(w, r, http.StatusMethodNotAllowed, "Tasks are found with GET.")
-		return listQuery{}, false
-	}
+// query reads the query of r, a GET or HEAD that may have the parameters
+// named in params, and narrows its filter with the scope hook. The error
+// is a [refusal] if the request cannot be served, or the scope hook's
+// invalid filter.
+func (f *finder) query(r *http.Request, params []string) (listQuery, error) {
 	v, err := url.ParseQuery(r.URL.RawQuery)
 	if err != nil {
-		writeProblem(w, r, http.StatusBadRequest, "The query string is malformed.")
-		return listQuery{}, false
+		return listQuery{}, &refusal{http.StatusBadRequest, "The query string is malformed."}
 	}
+	return f.scoped(r, v, params)
+}
+
+// scoped reads the parameters of v, as query does.
+func (f *finder) scoped(r *http.Request, v url.Values, params []string) (listQuery, error) {
 	q, problem := parseListQuery(v, params)
 	if problem != "" {
-		writeProblem(w, r, http.StatusBadRequest, problem)
-		return listQuery{}, false
+		return listQuery{}, &refusal{http.StatusBadRequest, problem}
 	}
 	if f.scope != nil {
 		if f.scope(r, &q.filter) != nil {
-			writeProblem(w, r, http.StatusForbidden, "The caller may not find these tasks.")
-			return listQuery{}, false
+			return listQuery{}, &refusal{http.StatusForbidden, "The caller may not find these tasks."}
 		}
 		if err := q.filter.Validate(); err != nil {
-			f.report(r, fmt.Errorf("the scope hook made an invalid filter: %w", err))
-			writeProblem(w, r, http.StatusInternalServerError, detailInternal)
-			return listQuery{}, false
+			return listQuery{}, fmt.Errorf("the scope hook made an invalid filter: %w", err)
 		}
 	}
-	return q, true
+	return q, nil
+}
+
+// allowGet answers r 405 and reports false if its method is not GET or
+// HEAD.
+func allowGet(w http.ResponseWriter, r *http.Request) bool {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		writeProblem(w, r, http.StatusMethodNotAllowed, "Tasks are found with GET.")
+		return false
+	}
+	return true
 }
 
 // parseListQuery reads the parameters of v that params names. A parameter

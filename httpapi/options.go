@@ -25,10 +25,11 @@ const (
 	DefaultRetryAfter   = time.Second
 )
 
-// Option configures the handlers made by [StatusHandler], [ListHandler]
-// and [CountsHandler]. An option given a value it does not accept makes
-// them return its error; an option that does not concern a handler has no
-// effect on it.
+// Option configures the handlers made by [StatusHandler],
+// [WebSocketHandler], [ListHandler], [CountsHandler], [CancelHandler],
+// [RetryHandler] and [DashboardHandler]. An option given a value it does
+// not accept makes them return its error; an option that does not concern
+// a handler has no effect on it.
 type Option func(*config) error
 
 type config struct {

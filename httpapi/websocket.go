@@ -22,7 +22,6 @@ import (
 const (
 	closeInvalid     websocket.StatusCode = 4400 // an invalid id or message
 	closeNotFound    websocket.StatusCode = 4404 // an unknown task, or one the authorization hook refused
-	closeInternal    websocket.StatusCode = 4500 // a corrupt task
 	closeUnavailable websocket.StatusCode = 4503 // the store is down, or too many watchers
 )
 
@@ -352,20 +351,11 @@ func (c *wsConn) relay(ctx context.Context, f *follower) (end wsEnd, again bool)
 // the close code of the answer a status request would get. Errors behind
 // a 500 or 503 are reported to the error handler.
 func (c *wsConn) failed(ctx context.Context, err error) wsEnd {
-	switch {
-	case ctx.Err() != nil || c.ctx.Err() != nil:
+	if ctx.Err() != nil || c.ctx.Err() != nil {
 		return wsEnd{}
-	case errors.Is(err, store.ErrNotFound):
-		return wsEnd{closeNotFound, detailNotFound}
-	case errors.Is(err, store.ErrInvalidID):
-		return wsEnd{closeInvalid, detailInvalidID}
-	case storeDown(err):
-		c.h.report(c.r, err)
-		return wsEnd{closeUnavailable, detailUnavailable}
-	default:
-		c.h.report(c.r, err)
-		return wsEnd{closeInternal, detailInternal}
 	}
+	code, detail := c.h.problem(c.r, err)
+	return wsEnd{websocket.StatusCode(4000 + code), detail}
 }
 
 // send writes doc to the client as a status message:

@@ -52,7 +52,11 @@ type Telemetry struct {
 	store    metric.Float64Histogram
 	requests metric.Int64Counter
 
-	storeAttrs [len(storeOps)][len(storeOutcomes)]metric.RecordOption
+	// The attribute sets of the records, each made once.
+	kindSets  setCache[kindSet]
+	endSets   setCache[endSet]
+	stepSets  setCache[stepSet]
+	storeSets setCache[storeSet]
 }
 
 // Option configures a Telemetry.
@@ -97,7 +101,7 @@ func New(opts ...Option) (*Telemetry, error) {
 		c.tracers = otel.GetTracerProvider()
 	}
 	m := c.meters.Meter(ScopeName)
-	t := &Telemetry{tracer: c.tracers.Tracer(ScopeName), storeAttrs: storeAttrs()}
+	t := &Telemetry{tracer: c.tracers.Tracer(ScopeName)}
 	var errs [8]error
 	t.created, errs[0] = m.Int64Counter("taskstatus.tasks.created",
 		metric.WithDescription("Tasks created, by kind."), metric.WithUnit("{task}"))
@@ -137,43 +141,43 @@ func (t *Telemetry) Observe(ctx context.Context, e tracker.Event) {
 	if prev.Status == next.Status && !stepEnded(prev, next) {
 		return // progress, results, heartbeats: nothing to count
 	}
-	kind := KindKey.String(next.Kind)
+	kind := t.kindSets.get(kindSet{next.Kind})
 	if prev.Status == "" {
-		t.created.Add(ctx, 1, metric.WithAttributes(kind))
+		t.created.Add(ctx, 1, kind)
 	}
 	switch {
 	case prev.Status != store.StatusRunning && next.Status == store.StatusRunning:
-		t.running.Add(ctx, 1, metric.WithAttributes(kind))
+		t.running.Add(ctx, 1, kind)
 	case prev.Status == store.StatusRunning && next.Status != store.StatusRunning:
-		t.running.Add(ctx, -1, metric.WithAttributes(kind))
+		t.running.Add(ctx, -1, kind)
 	}
-	t.recordSteps(ctx, kind, prev, next)
+	t.recordSteps(ctx, prev, next)
 	if e.Ended() {
-		t.recordEnd(ctx, kind, next)
+		t.recordEnd(ctx, next)
 	}
 }
 
 // recordSteps records the durations of the steps of next that ran and
 // had not ended in prev.
-func (t *Telemetry) recordSteps(ctx context.Context, kind attribute.KeyValue, prev, next *store.State) {
+func (t *Telemetry) recordSteps(ctx context.Context, prev, next *store.State) {
 	for i := range next.Steps {
 		if s := &next.Steps[i]; s.Status.Terminal() && !stepDone(prev, i, s.Name) && !s.StartedAt.IsZero() {
 			t.stepTime.Record(ctx, s.CompletedAt.Sub(s.StartedAt).Seconds(),
-				metric.WithAttributes(kind, StepKey.String(s.Name), OutcomeKey.String(string(s.Status))))
+				t.stepSets.get(stepSet{next.Kind, s.Name, string(s.Status)}))
 		}
 	}
 }
 
 // recordEnd records the end of the task whose state is st, and makes its
 // spans.
-func (t *Telemetry) recordEnd(ctx context.Context, kind attribute.KeyValue, st *store.State) {
-	status := StatusKey.String(string(st.Status))
-	t.ended.Add(ctx, 1, metric.WithAttributes(kind, status))
+func (t *Telemetry) recordEnd(ctx context.Context, st *store.State) {
+	attrs := t.endSets.get(endSet{st.Kind, string(st.Status)})
+	t.ended.Add(ctx, 1, attrs)
 	if !st.StartedAt.IsZero() {
-		t.taskTime.Record(ctx, st.CompletedAt.Sub(st.StartedAt).Seconds(), metric.WithAttributes(kind, status))
+		t.taskTime.Record(ctx, st.CompletedAt.Sub(st.StartedAt).Seconds(), attrs)
 	}
 	if st.Status == store.StatusFailed {
-		t.failures.Add(ctx, 1, metric.WithAttributes(kind,
+		t.failures.Add(ctx, 1, metric.WithAttributes(KindKey.String(st.Kind),
 			StepKey.String(failedStep(st)), ExceptionTypeKey.String(detail(st, tracker.ExceptionTypeKey))))
 	}
 	t.spans(ctx, st)

@@ -2,6 +2,7 @@ package otelstatus_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -217,4 +218,25 @@ func TestMetricsIgnoreErrors(t *testing.T) {
 	require.ErrorIs(t, f.tr.Apply(ctx, "doc", tracker.Create(), tracker.Kind("document")), store.ErrExists)
 	n, _ := f.count(t, "taskstatus.tasks.created", document)
 	assert.EqualValues(t, 1, n)
+}
+
+// TestMetricsManyKinds: past the sets the adapter keeps made, a service
+// with more kinds than it should have still gets each counted right.
+func TestMetricsManyKinds(t *testing.T) {
+	f := newFixture(t)
+	ctx := t.Context()
+	const kinds = 1100 // more than the adapter keeps
+	for i := range kinds {
+		id := fmt.Sprintf("doc-%d", i)
+		require.NoError(t, f.tr.Apply(ctx, id, tracker.Create(), tracker.Kind(fmt.Sprintf("kind-%d", i))))
+	}
+	require.NoError(t, f.tr.Apply(ctx, "again", tracker.Create(), tracker.Kind("kind-1099")))
+	for _, i := range []int{0, 999, 1000, 1099} {
+		n, _ := f.count(t, "taskstatus.tasks.created", otelstatus.KindKey.String(fmt.Sprintf("kind-%d", i)))
+		want := int64(1)
+		if i == 1099 {
+			want = 2
+		}
+		assert.Equal(t, want, n, "kind-%d", i)
+	}
 }

@@ -32,12 +32,13 @@ const (
 
 // submitMux returns a mux whose POST /submit/{id} creates task id and runs
 // a pipeline of steps a and b for it in the background, on runner; b
-// fails if fail is set.
-func submitMux(t *testing.T, f *fixture, runner *pipeline.Runner, fail bool) *http.ServeMux {
+// fails. Each step sends the trace id of its context on traces.
+func submitMux(t *testing.T, f *fixture, runner *pipeline.Runner, traces chan<- string) *http.ServeMux {
 	t.Helper()
 	step := func(name string) pipeline.Stage {
-		return pipeline.Step(name, func(context.Context, *pipeline.Task) error {
-			if name == "b" && fail {
+		return pipeline.Step(name, func(ctx context.Context, _ *pipeline.Task) error {
+			traces <- trace.SpanContextFromContext(ctx).TraceID().String()
+			if name == "b" {
 				return timeoutError{}
 			}
 			return nil
@@ -71,11 +72,13 @@ func byName(spans tracetest.SpanStubs) map[string]tracetest.SpanStub {
 }
 
 // TestTrace: the task's span and its steps' spans are in the trace of the
-// request that submitted it, which continues the client's.
+// request that submitted it, which continues the client's, and the steps'
+// work runs in that trace's context.
 func TestTrace(t *testing.T) {
 	f := newFixture(t)
 	runner := pipeline.NewRunner()
-	h := httpapi.CorrelationHandler(f.tel.Handler(submitMux(t, f, runner, true)))
+	traces := make(chan string, 2)
+	h := httpapi.CorrelationHandler(f.tel.Handler(submitMux(t, f, runner, traces)))
 
 	req := httptest.NewRequestWithContext(t.Context(), http.MethodPost, "/submit/doc", nil)
 	req.Header.Set("Traceparent", "00-"+clientTrace+"-"+clientParent+"-01")
@@ -84,6 +87,10 @@ func TestTrace(t *testing.T) {
 	h.ServeHTTP(rec, req)
 	require.Equal(t, http.StatusAccepted, rec.Code)
 	runner.Wait()
+	close(traces)
+	for id := range traces {
+		assert.Equal(t, clientTrace, id, "the background work carries the request's trace")
+	}
 
 	spans := byName(f.spans.GetSpans())
 	require.Len(t, spans, 4, "request, task, and steps a and b: %v", spans)

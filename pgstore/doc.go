@@ -78,8 +78,8 @@
 // default), and hands each watch the state of an announced version it has
 // not seen. Writes cost nothing more while tasks are watched, a watcher
 // hears of a change within one interval, and a watch needs no connection
-// of its own. A watch ends when its task is deleted, expires or is created
-// anew, and when the poll fails.
+// of its own. A watch ends when its task is deleted, expires, is created
+// anew or cannot be decoded, and when the poll fails.
 //
 // # Creation in a transaction
 //
@@ -90,8 +90,9 @@
 // # Errors
 //
 // A server that cannot be reached, a connection lost, a call past its
-// deadline ([WithTimeout]) and the SQLSTATE classes that mean the server
-// cannot answer now (08, 53, 57P01 to 57P05, 58) give errors wrapping
+// deadline ([WithTimeout]) and the SQLSTATE codes that mean the server
+// cannot answer now (classes 08, 53 and 58, 57P01 to 57P05, and 57014, a
+// statement canceled by the server's timeout) give errors wrapping
 // [store.ErrUnavailable] (HTTP 503); stored data that cannot be decoded,
 // [store.ErrCorrupt].
 package pgstore

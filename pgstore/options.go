@@ -9,12 +9,12 @@ import (
 
 // Defaults of the options.
 const (
-	DefaultSchema           = "taskstatus"        // see WithSchema
-	DefaultTimeout          = 2 * time.Second     // see WithTimeout
-	DefaultHistoryRetention = 30 * 24 * time.Hour // see WithHistoryRetention
-	DefaultReapInterval     = time.Minute         // see WithReapInterval
-	DefaultReapBatch        = 1000                // see WithReapBatch
-	DefaultPollInterval     = 250 * time.Millisecond
+	DefaultSchema           = "taskstatus"           // see WithSchema
+	DefaultTimeout          = 2 * time.Second        // see WithTimeout
+	DefaultHistoryRetention = 30 * 24 * time.Hour    // see WithHistoryRetention
+	DefaultReapInterval     = time.Minute            // see WithReapInterval
+	DefaultReapBatch        = 1000                   // see WithReapBatch
+	DefaultPollInterval     = 250 * time.Millisecond // see WithPollInterval
 )
 
 // Option configures a Store, for [New]. An option given an invalid value

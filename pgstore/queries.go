@@ -57,7 +57,7 @@ WITH u AS (
 	UPDATE {schema}.tasks SET
 		version = $3::bigint, status = $5, kind = $6, labels = $7, created_ns = $8,
 		lease_ns = $9::bigint, lease_min = $9::bigint / 60000000000,
-		expires_at = $10::timestamptz, expires_min = floor(extract(epoch FROM $10::timestamptz) / 60),
+		expires_at = $10::timestamptz, expires_min = floor(extract(epoch FROM $10::timestamptz) / 60)::bigint,
 		state = $11::text,
 		announced = CASE WHEN $12::boolean THEN $3::bigint ELSE announced END,
 		write_ids = CASE WHEN $13::bytea IS NULL THEN write_ids ELSE (ARRAY[$13::bytea] || write_ids)[1:$14::integer] END
@@ -72,7 +72,7 @@ WITH u AS (
 	INSERT INTO {schema}.tasks AS t
 		(id, incarnation, version, announced, status, kind, labels, created_ns, lease_ns, lease_min, expires_at, expires_min, write_ids, state)
 	VALUES ($1, $4, $3::bigint, CASE WHEN $12::boolean THEN $3::bigint ELSE 0 END, $5, $6, $7, $8,
-		$9::bigint, $9::bigint / 60000000000, $10::timestamptz, floor(extract(epoch FROM $10::timestamptz) / 60),
+		$9::bigint, $9::bigint / 60000000000, $10::timestamptz, floor(extract(epoch FROM $10::timestamptz) / 60)::bigint,
 		CASE WHEN $13::bytea IS NULL THEN '{}'::bytea[] ELSE (ARRAY[$13::bytea])[1:$14::integer] END, $11::text)
 	ON CONFLICT (id) DO UPDATE SET
 		incarnation = excluded.incarnation, version = excluded.version, announced = excluded.announced,
@@ -106,7 +106,7 @@ const historySQL = `SELECT state FROM {schema}.history WHERE task_id = $1 ORDER 
 const reapTasksSQL = `
 DELETE FROM {schema}.tasks WHERE id IN (
 	SELECT id FROM {schema}.tasks
-	WHERE expires_min <= floor(extract(epoch FROM $1::timestamptz) / 60) AND expires_at <= $1
+	WHERE expires_min <= floor(extract(epoch FROM $1::timestamptz) / 60)::bigint AND expires_at <= $1
 	LIMIT $2 FOR UPDATE SKIP LOCKED
 ) AND expires_at <= $1`
 

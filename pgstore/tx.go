@@ -12,18 +12,7 @@ import (
 // a task it creates commits or rolls back with the business writes of
 // that transaction. Make one with [Store.InTx] for the life of the
 // transaction, and give it to a [github.com/taskstatus/taskstatus/tracker.Tracker]
-// of its own to create the task:
-//
-//	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-//		if _, err := tx.Exec(ctx, "INSERT INTO documents ...", ...); err != nil {
-//			return err
-//		}
-//		tr, err := tracker.New(pg.InTx(tx))
-//		if err != nil {
-//			return err
-//		}
-//		return tr.Apply(ctx, id, tracker.Create("parse", "index"))
-//	})
+// of its own to create the task (see the package example).
 //
 // Its writes are seen by others, and their watchers told, once the
 // transaction commits. It is not safe for concurrent use, as a pgx.Tx is

@@ -92,9 +92,9 @@ func (s *Store) serve(ctx context.Context, w *watcher, first store.State, out ch
 }
 
 // pollOnce reads the watched tasks once, hands each watch the state of a
-// version it has not seen, and ends the watches of tasks that are gone
-// or created anew. If the store cannot be read it ends every watch: their
-// readers learn of the failure when they read the task.
+// version it has not seen, and ends the watches of tasks that are gone,
+// created anew or corrupt. If the store cannot be read it ends every
+// watch: their readers learn of the failure when they read the task.
 func (s *Store) pollOnce() {
 	s.watch.mu.Lock()
 	byID := make(map[string][]*watcher, len(s.watch.watches))
@@ -105,17 +105,7 @@ func (s *Store) pollOnce() {
 	if len(byID) == 0 {
 		return
 	}
-	ids := make([]string, 0, len(byID))
-	seen := make([]int64, 0, len(byID))
-	for id, ws := range byID {
-		least := ws[0].seen
-		for _, w := range ws[1:] {
-			least = min(least, w.seen)
-		}
-		ids = append(ids, id)
-		seen = append(seen, least)
-	}
-	found, err := s.readWatched(ids, seen)
+	found, err := s.readWatched(byID)
 	if err != nil {
 		if s.bg.Err() == nil {
 			s.logger.Warn("pgstore: watched tasks could not be read; their watches end", "err", err)
@@ -131,8 +121,8 @@ func (s *Store) pollOnce() {
 		row, ok := found[id]
 		for _, w := range ws {
 			switch {
-			case !ok || string(row.inc) != w.inc:
-				w.end() // deleted, expired or created anew
+			case !ok || row.corrupt || string(row.inc) != w.inc:
+				w.end() // deleted, expired, corrupt or created anew
 			case row.st != nil && row.announced > w.seen:
 				w.hand(row.st.Clone())
 			}
@@ -145,11 +135,22 @@ type polled struct {
 	inc       []byte
 	announced int64
 	st        *store.State // nil unless a watcher has not seen the announced version
+	corrupt   bool         // its state could not be decoded (and was logged)
 }
 
-// readWatched reads the tasks ids, each one's state only if its announced
-// version is above the one in seen.
-func (s *Store) readWatched(ids []string, seen []int64) (map[string]polled, error) {
+// readWatched reads the watched tasks, each one's state only if one of
+// its watches has not seen its announced version.
+func (s *Store) readWatched(byID map[string][]*watcher) (map[string]polled, error) {
+	ids := make([]string, 0, len(byID))
+	seen := make([]int64, 0, len(byID))
+	for id, ws := range byID {
+		least := ws[0].seen
+		for _, w := range ws[1:] {
+			least = min(least, w.seen)
+		}
+		ids = append(ids, id)
+		seen = append(seen, least)
+	}
 	ctx, cancel := context.WithTimeout(s.bg, s.timeout)
 	defer cancel()
 	rows, err := s.pool.Query(ctx, s.q.poll, ids, seen, s.now())
@@ -169,9 +170,11 @@ func (s *Store) readWatched(ids []string, seen []int64) (map[string]polled, erro
 		if data != nil {
 			st, err := decodeRow(id, p.inc, version, *data)
 			if err != nil {
-				return nil, fmt.Errorf("pgstore: watch %q: %w", id, err)
+				s.logger.Warn("pgstore: a watched task is corrupt; its watches end", "id", id, "err", err)
+				p.corrupt = true
+			} else {
+				p.st = &st
 			}
-			p.st = &st
 		}
 		found[id] = p
 	}

@@ -52,7 +52,10 @@ func (s *Store) List(ctx context.Context, f store.Filter, pageSize int, pageToke
 		if err != nil {
 			return store.Page{}, wrap("list", err)
 		}
-		tasks, err := s.readPage(ctx, f, found.entries)
+		tasks, gone, err := s.readPage(ctx, f, found.entries)
+		if err == nil && len(gone) > 0 {
+			err = s.sweep(ctx, gone)
+		}
 		if err != nil {
 			return store.Page{}, wrap("list", err)
 		}
@@ -129,42 +132,24 @@ type found struct {
 // sure to be the newest, and find returns those, at most q.size.
 func (s *Store) find(ctx context.Context, q query) (found, error) {
 	limit := 2 * ((q.size + shards - 1) / shards)
-	calls := make([]scriptCall, shards)
-	for n := range shards {
-		keys := make([]string, 0, 1+len(q.statuses))
-		keys = append(keys, expiryKey(s.prefix, n))
-		for _, st := range q.statuses {
-			keys = append(keys, indexPrefix(s.prefix, n)+string(st))
-		}
-		calls[n] = scriptCall{keys: keys, args: []any{
-			q.max, q.min, limit, q.kind, q.needle, q.lease,
-			taskPrefix(s.prefix, n), indexPrefix(s.prefix, n),
-		}}
+	read := s.readIndexes
+	if q.kind != "" || q.needle != "" || q.lease != "" {
+		read = s.searchIndexes
 	}
-	replies, err := s.runEach(ctx, listScript, calls)
+	lists, err := read(ctx, q, limit)
 	if err != nil {
 		return found{}, err
 	}
 	var entries []string
 	more, sure := false, "" // sure: the newest last entry of an index that may hold more
-	for _, reply := range replies {
-		lists, ok := reply.([]any)
-		if !ok {
-			return found{}, fmt.Errorf("%w: list script answered %T", store.ErrCorrupt, reply)
+	for _, inIndex := range lists {
+		for _, e := range inIndex {
+			if len(e) > entryTimeLen { // else not an entry: left out
+				entries = append(entries, e)
+			}
 		}
-		for _, l := range lists {
-			inIndex, ok := l.([]any)
-			if !ok {
-				return found{}, fmt.Errorf("%w: list script answered a list of %T", store.ErrCorrupt, l)
-			}
-			for _, e := range inIndex {
-				if e, ok := e.(string); ok && len(e) > entryTimeLen { // else not an entry: left out
-					entries = append(entries, e)
-				}
-			}
-			if len(inIndex) == limit && len(entries) > 0 {
-				more, sure = true, max(sure, entries[len(entries)-1])
-			}
+		if len(inIndex) == limit && len(entries) > 0 {
+			more, sure = true, max(sure, entries[len(entries)-1])
 		}
 	}
 	slices.SortFunc(entries, func(a, b string) int { return strings.Compare(b, a) })
@@ -177,9 +162,79 @@ func (s *Store) find(ctx context.Context, q query) (found, error) {
 	return found{entries, more}, nil
 }
 
+// readIndexes returns up to limit entries of each status index of q on
+// every shard, newest first, with one ZRANGE BYLEX REV each, in one
+// pipeline: a filter by status and creation time needs no script. (A
+// script a shard, as searchIndexes runs, cost Redis about 12 µs a call
+// against under 1 µs for the command, BenchmarkListPage at 20,000 tasks.)
+func (s *Store) readIndexes(ctx context.Context, q query, limit int) ([][]string, error) {
+	cmds := make([]*redis.StringSliceCmd, 0, shards*len(q.statuses))
+	_, err := s.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for n := range shards {
+			for _, st := range q.statuses {
+				cmds = append(cmds, p.ZRangeArgs(ctx, redis.ZRangeArgs{
+					Key: indexPrefix(s.prefix, n) + string(st), Start: q.max, Stop: q.min,
+					ByLex: true, Rev: true, Count: int64(limit),
+				}))
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	lists := make([][]string, len(cmds))
+	for i, cmd := range cmds {
+		lists[i] = cmd.Val()
+	}
+	return lists, nil
+}
+
+// searchIndexes returns up to limit entries of each status index of q on
+// every shard whose tasks q's kind, label and lease match, newest first,
+// with listScript on each shard, in one pipeline.
+func (s *Store) searchIndexes(ctx context.Context, q query, limit int) ([][]string, error) {
+	calls := make([]scriptCall, shards)
+	for n := range shards {
+		keys := make([]string, 0, len(q.statuses))
+		for _, st := range q.statuses {
+			keys = append(keys, indexPrefix(s.prefix, n)+string(st))
+		}
+		calls[n] = scriptCall{keys: keys, args: []any{
+			q.max, q.min, limit, q.kind, q.needle, q.lease, taskPrefix(s.prefix, n),
+		}}
+	}
+	replies, err := s.runEach(ctx, listScript, calls)
+	if err != nil {
+		return nil, err
+	}
+	var lists [][]string
+	for _, reply := range replies {
+		inShard, ok := reply.([]any)
+		if !ok {
+			return nil, fmt.Errorf("%w: list script answered %T", store.ErrCorrupt, reply)
+		}
+		for _, l := range inShard {
+			inIndex, ok := l.([]any)
+			if !ok {
+				return nil, fmt.Errorf("%w: list script answered a list of %T", store.ErrCorrupt, l)
+			}
+			list := make([]string, 0, len(inIndex))
+			for _, e := range inIndex {
+				if e, ok := e.(string); ok {
+					list = append(list, e)
+				}
+			}
+			lists = append(lists, list)
+		}
+	}
+	return lists, nil
+}
+
 // readPage reads the tasks of entries and returns, in their order, those
-// that f matches and that are still the tasks of their entries.
-func (s *Store) readPage(ctx context.Context, f store.Filter, entries []string) ([]store.State, error) {
+// that f matches and that are still the tasks of their entries, and the
+// shards of the entries whose tasks are gone.
+func (s *Store) readPage(ctx context.Context, f store.Filter, entries []string) ([]store.State, []int, error) {
 	fields := []string{fieldVersion, fieldIncarnation, fieldState, fieldAnnounced}
 	cmds, err := call(ctx, s.direct, func(ctx context.Context) ([]*redis.SliceCmd, error) {
 		cmds := make([]*redis.SliceCmd, len(entries))
@@ -193,9 +248,10 @@ func (s *Store) readPage(ctx context.Context, f store.Filter, entries []string) 
 		return cmds, err
 	})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	tasks := make([]store.State, 0, len(entries))
+	var gone []int
 	for i, e := range entries {
 		id := entryID(e)
 		m := make(map[string]string, len(fields))
@@ -204,8 +260,11 @@ func (s *Store) readPage(ctx context.Context, f store.Filter, entries []string) 
 				m[fields[j]] = v
 			}
 		}
-		if len(m) == 0 {
-			continue // gone since it was found
+		if len(m) == 0 { // expired or deleted, and not yet taken out of the indexes
+			if n := shardOf(id); !slices.Contains(gone, n) {
+				gone = append(gone, n)
+			}
+			continue
 		}
 		st, err := decodeState(id, m)
 		if err != nil {
@@ -216,7 +275,17 @@ func (s *Store) readPage(ctx context.Context, f store.Filter, entries []string) 
 			tasks = append(tasks, st)
 		}
 	}
-	return tasks, nil
+	return tasks, gone, nil
+}
+
+// sweep runs sweepScript on each of shards, in one pipeline.
+func (s *Store) sweep(ctx context.Context, shards []int) error {
+	calls := make([]scriptCall, len(shards))
+	for i, n := range shards {
+		calls[i] = scriptCall{keys: []string{expiryKey(s.prefix, n)}, args: []any{indexPrefix(s.prefix, n), taskPrefix(s.prefix, n)}}
+	}
+	_, err := s.runEach(ctx, sweepScript, calls)
+	return err
 }
 
 // Count implements [store.Lister] with countScript on every shard, in one

@@ -93,12 +93,10 @@ func BenchmarkListPage(b *testing.B) {
 			return c.ZRangeArgs(ctx, redis.ZRangeArgs{Key: key, Start: 0, Stop: 49, Rev: true}).Err()
 		})
 	})
-	b.Run("memory", func(b *testing.B) {
-		for range b.N {
-			sets, fields := indexBytes(b, c, prefix)
-			b.ReportMetric((sets+fields)/float64(*listTasks), "index-B/task")
-			b.ReportMetric(sets/float64(*listTasks), "sets-B/task")
-		}
+	b.Run("memory", func(b *testing.B) { // measured once, whatever b.N
+		sets, fields := indexBytes(b, c, prefix)
+		b.ReportMetric((sets+fields)/float64(*listTasks), "index-B/task")
+		b.ReportMetric(sets/float64(*listTasks), "sets-B/task")
 	})
 }
 

@@ -6,9 +6,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/alicebob/miniredis/v2"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/taskstatus/taskstatus/redisstore"
 	"github.com/taskstatus/taskstatus/store"
 )
 
@@ -17,17 +19,8 @@ import (
 // indexes: the indexes hold the live tasks only, so that their memory is
 // bounded by the live tasks however few listings are made.
 func TestIndexesHoldLiveTasks(t *testing.T) {
-	s, mr, _ := newMiniStore(t)
-	now := time.Now()
-	mr.SetTime(now)
+	s, mr := storeWithExpired(t, 200)
 	ctx := t.Context()
-	for i := range 200 {
-		w := write(newState(fmt.Sprintf("old-%d", i)))
-		w.TTL = time.Minute
-		require.NoError(t, s.Put(ctx, w))
-	}
-	mr.SetTime(now.Add(2 * time.Minute))
-	mr.FastForward(2 * time.Minute)
 	for i := range 200 {
 		st := newState(fmt.Sprintf("new-%d", i))
 		require.NoError(t, s.Put(ctx, write(st)))
@@ -49,4 +42,36 @@ func TestIndexesHoldLiveTasks(t *testing.T) {
 	counts, err := s.Count(ctx, store.Filter{})
 	require.NoError(t, err)
 	assert.Equal(t, map[store.Status]int64{store.StatusSuccess: 200}, counts)
+}
+
+// TestListSweeps: tasks expire while nothing writes; a listing that finds
+// their entries takes them out of the indexes, so that a service that only
+// reads does not keep the entries of expired tasks.
+func TestListSweeps(t *testing.T) {
+	s, mr := storeWithExpired(t, 50)
+	ctx := t.Context()
+	page, err := s.List(ctx, store.Filter{}, 10, "")
+	require.NoError(t, err)
+	assert.Empty(t, page.Tasks)
+	assert.Empty(t, page.NextPageToken)
+	for _, key := range mr.Keys() {
+		require.NotContains(t, key, "}i:", "index %s is left after the listing", key)
+	}
+}
+
+// storeWithExpired returns a store on miniredis that holds n tasks, old-0
+// and on, which have just expired.
+func storeWithExpired(t *testing.T, n int) (*redisstore.Store, *miniredis.Miniredis) {
+	t.Helper()
+	s, mr, _ := newMiniStore(t)
+	now := time.Now()
+	mr.SetTime(now)
+	for i := range n {
+		w := write(newState(fmt.Sprintf("old-%d", i)))
+		w.TTL = time.Minute
+		require.NoError(t, s.Put(t.Context(), w))
+	}
+	mr.SetTime(now.Add(2 * time.Minute))
+	mr.FastForward(2 * time.Minute)
+	return s, mr
 }

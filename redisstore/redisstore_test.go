@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -179,12 +180,17 @@ func scanKeys(ctx context.Context, n *redis.Client, prefix string) ([]string, er
 
 // deleteKeys deletes every key under prefix.
 func deleteKeys(t testing.TB, c redis.UniversalClient, prefix string) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute) // a benchmark leaves a million keys
 	defer cancel()
 	err := eachMaster(ctx, c, func(ctx context.Context, n *redis.Client) error {
 		keys, err := scanKeys(ctx, n, prefix)
-		for _, k := range keys {
-			if err := n.Del(ctx, k).Err(); err != nil {
+		for batch := range slices.Chunk(keys, 1000) {
+			if _, err := n.Pipelined(ctx, func(p redis.Pipeliner) error {
+				for _, k := range batch {
+					p.Unlink(ctx, k)
+				}
+				return nil
+			}); err != nil {
 				return err
 			}
 		}

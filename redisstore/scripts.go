@@ -182,11 +182,13 @@ local function unindex(v)
 	if not v then
 		return nil
 	end
-	local status, kind, lease, labels = string.match(string.sub(v, 9), '^([^\n]*)\n([^\n]*)\n([^\n]*)\n(.*)$')
-	if not status then
+	local a = string.find(v, '\n', 9, true)
+	local b = a and string.find(v, '\n', a + 1, true)
+	local c = b and string.find(v, '\n', b + 1, true)
+	if not c then
 		return nil
 	end
-	return status, string.sub(v, 1, 8), kind, lease, labels
+	return string.sub(v, 9, a - 1), string.sub(v, 1, 8), string.sub(v, a + 1, b - 1), string.sub(v, b + 1, c - 1), string.sub(v, c + 1)
 end
 local function serverMillis()
 	local t = redis.call('TIME')
@@ -229,13 +231,11 @@ func luaStatuses() string {
 }
 
 // listScript finds, in each of a shard's status indexes, up to a number
-// of the tasks a filter finds, newest first, after taking out of the indexes
-// up to 100 entries of tasks that expired. It checks a task's kind, label
-// and lease in its hash only when the filter sets them: a listing by
-// status and creation time reads the indexes alone.
+// of the tasks whose kind, label and lease match a filter, newest first,
+// checking them in the tasks' hashes. (A listing by status and creation
+// time alone reads the indexes with ZRANGE.)
 //
-// KEYS[1] -> the shard's expiry index
-// KEYS[2..] -> the status indexes to read
+// KEYS[1..] -> the status indexes to read
 // ARGV[1] -> the newest entry to find, for ZREVRANGEBYLEX: "+", or "(" and an entry
 // ARGV[2] -> the oldest: "-", or "[" and an entry
 // ARGV[3] -> how many to find in each index
@@ -243,11 +243,9 @@ func luaStatuses() string {
 // ARGV[5] -> the label's needle (labelNeedle); "" for any
 // ARGV[6] -> the lease bound in microseconds, rounded up; "" for any lease
 // ARGV[7] -> the prefix of the shard's task keys
-// ARGV[8] -> the shard's index prefix
 //
 // Returns a list per status index of the entries found in it.
 var listScript = redis.NewScript(luaExpire + `
-expire(KEYS[1], ARGV[8], ARGV[7], serverMillis(), 100)
 local n, kind, needle, lease = tonumber(ARGV[3]), ARGV[4], ARGV[5], tonumber(ARGV[6])
 local check = kind ~= '' or needle ~= '' or lease ~= nil
 local size = n -- of a batch read from an index
@@ -261,7 +259,7 @@ local function matches(e)
 		and (lease == nil or (l ~= '' and tonumber(l) < lease))
 end
 local out = {}
-for i = 2, #KEYS do
+for i = 1, #KEYS do
 	local found, max = {}, ARGV[1]
 	while #found < n do
 		local batch = redis.call('ZREVRANGEBYLEX', KEYS[i], max, ARGV[2], 'LIMIT', 0, size)
@@ -281,6 +279,19 @@ for i = 2, #KEYS do
 	out[#out + 1] = found
 end
 return out
+`)
+
+// sweepScript takes out of a shard's indexes up to 100 entries of tasks
+// that expired, for a listing that found some: writes and counts take them
+// out too, and a listing alone does not look for them.
+//
+// KEYS[1] -> the shard's expiry index
+// ARGV[1] -> the shard's index prefix
+// ARGV[2] -> the prefix of the shard's task keys
+//
+// Returns how many entries it looked at.
+var sweepScript = redis.NewScript(luaExpire + `
+return expire(KEYS[1], ARGV[1], ARGV[2], serverMillis(), 100)
 `)
 
 // countScript counts a shard's tasks by status, after taking out of the

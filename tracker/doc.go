@@ -35,7 +35,8 @@
 //
 // Each write is a compare-and-set of the task's version and incarnation
 // (see [store.Write]). A Run keeps the state it recorded, and the Tracker
-// the states it wrote by id, so a write is one store round trip; if
+// the states it wrote by id, within a bound on their memory
+// ([WithCacheSize]), so a write is one store round trip; if
 // another writer got there first, the task is read and the changes applied
 // to it again, so no update is lost.
 //

@@ -10,7 +10,8 @@ import (
 
 // Event is what an [Observer] is told of: a write by which a Tracker
 // changed a task (Err is nil), or the error of a call or of a background
-// write (Err is not nil).
+// write (Err is not nil). A task's deletion ([Tracker.Delete]) is not an
+// Event, unless it fails.
 type Event struct {
 	ID string // the task id
 	// Op names the changes, as [Error.Op] does: "create", "succeed step",

@@ -114,6 +114,23 @@ func WithPollInterval(d time.Duration) Option {
 	}
 }
 
+// WithCacheSize bounds the memory of the states a Tracker keeps of the
+// tasks it wrote, so that their next write, or the Start of their Run, is
+// one round trip without a read first: n bytes, as the states would take
+// in memory, more or less. A task the Tracker has forgotten costs one read
+// at its next write. The default, 16 MiB, keeps about 10,000 tasks of
+// five steps with results; a service with more tasks in flight at once
+// gives more, about 1.5 KB a task. n must be positive.
+func WithCacheSize(n int) Option {
+	return func(t *Tracker) error {
+		if n <= 0 {
+			return fmt.Errorf("tracker: WithCacheSize(%d): not positive", n)
+		}
+		t.cache = newCache(n)
+		return nil
+	}
+}
+
 // New returns a Tracker that records task states in s.
 func New(s store.Store, opts ...Option) (*Tracker, error) {
 	if s == nil {

@@ -756,6 +756,34 @@ func TestWritesNeverChangeAStateAlreadyRead(t *testing.T) {
 	require.True(t, before.Equal(read), "a write changed a state a reader holds:\nbefore %+v\nafter  %+v", before, read)
 }
 
+// TestCacheSize: with room for a thousand tasks, a thousand are written
+// again without a read; with room for few, the tasks forgotten are read
+// first.
+func TestCacheSize(t *testing.T) {
+	for _, tc := range []struct {
+		size      int
+		readsLeft bool
+	}{{4 << 20, false}, {64 << 10, true}} {
+		f := newFixture(t, tracker.WithCacheSize(tc.size))
+		ctx := t.Context()
+		for i := range 1000 {
+			require.NoError(t, f.tr.Apply(ctx, fmt.Sprint("task-", i), tracker.Create(benchSteps...)))
+		}
+		gets := f.store.gets.Load()
+		for i := range 1000 {
+			require.NoError(t, f.tr.Apply(ctx, fmt.Sprint("task-", i), tracker.SetProgress(store.Progress{Done: 1})))
+		}
+		reads := f.store.gets.Load() - gets
+		if tc.readsLeft {
+			assert.Positive(t, reads, "%d bytes keep fewer than 1,000 tasks", tc.size)
+		} else {
+			assert.Zero(t, reads, "%d bytes keep 1,000 tasks", tc.size)
+		}
+	}
+	_, err := tracker.New(newFixture(t).store, tracker.WithCacheSize(0))
+	require.Error(t, err)
+}
+
 // TestCacheKeepsNewTasks shows that the Tracker keeps caching the tasks it
 // creates however many it created before: the last of 20,000 is started
 // without a read, and the cache forgets tasks it has not written for a

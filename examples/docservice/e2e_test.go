@@ -169,36 +169,48 @@ func TestE2E(t *testing.T) {
 	assert.Contains(t, in.stderr.String(), `"msg":"store: memory;`)
 }
 
-// TestE2ETwoInstances runs two instances on the same Redis: a document
-// submitted to one is followed, to its end, through the other.
+// TestE2ETwoInstances runs two instances on the same Redis, and on the same
+// PostgreSQL database: a document submitted to one is followed, to its
+// end, through the other.
 func TestE2ETwoInstances(t *testing.T) {
-	env := redisEnv(t)
-	a, b := startInstance(t, env...), startInstance(t, env...)
+	for _, backend := range []struct {
+		name  string
+		env   func(t *testing.T) []string
+		store string // the start-up log line that names the store
+	}{
+		{"redis", redisEnv, "store: redis"},
+		{"postgres", postgresEnv, "store: postgres"}, // both migrate at once
+	} {
+		t.Run(backend.name, func(t *testing.T) {
+			env := backend.env(t)
+			a, b := startInstance(t, env...), startInstance(t, env...)
 
-	resp := submit(t, a.url, loadFixture(t, "request.json"), "abc-456-def")
-	doc := await(t, b.url+resp["status_url"].(string), ended)
-	requireShape(t, loadFixture(t, "status_success.json"), doc, statusExtras)
-	assert.Equal(t, "success", doc["status"])
-	assert.Equal(t, "abc-456-def", doc["correlation_id"])
+			resp := submit(t, a.url, loadFixture(t, "request.json"), "abc-456-def")
+			doc := await(t, b.url+resp["status_url"].(string), ended)
+			requireShape(t, loadFixture(t, "status_success.json"), doc, statusExtras)
+			assert.Equal(t, "success", doc["status"])
+			assert.Equal(t, "abc-456-def", doc["correlation_id"])
 
-	// The Go client reads it from b too.
-	client := httpapi.Client{HTTPClient: httpClient, BaseURL: b.url, IDField: "document_id"}
-	st, err := client.Wait(t.Context(), resp["status_url"].(string))
-	require.NoError(t, err)
-	assert.Equal(t, store.StatusSuccess, st.Status)
+			// The Go client reads it from b too.
+			client := httpapi.Client{HTTPClient: httpClient, BaseURL: b.url, IDField: "document_id"}
+			st, err := client.Wait(t.Context(), resp["status_url"].(string))
+			require.NoError(t, err)
+			assert.Equal(t, store.StatusSuccess, st.Status)
 
-	// a ran the steps, and logged each with the ids; b ran none.
-	lines := logLines(t, a.stderr, "step succeeded", "doc-123")
-	assert.Len(t, lines, 5)
-	for _, l := range lines {
-		assert.Equal(t, "abc-456-def", l["correlation_id"])
-	}
-	assert.Empty(t, logLines(t, b.stderr, "step succeeded", "doc-123"))
+			// a ran the steps, and logged each with the ids; b ran none.
+			lines := logLines(t, a.stderr, "step succeeded", "doc-123")
+			assert.Len(t, lines, 5)
+			for _, l := range lines {
+				assert.Equal(t, "abc-456-def", l["correlation_id"])
+			}
+			assert.Empty(t, logLines(t, b.stderr, "step succeeded", "doc-123"))
 
-	a.stop(t)
-	b.stop(t)
-	for _, in := range []*instance{a, b} {
-		assert.Contains(t, in.stderr.String(), `"msg":"store: redis"`)
+			a.stop(t)
+			b.stop(t)
+			for _, in := range []*instance{a, b} {
+				assert.Contains(t, in.stderr.String(), `"msg":"`+backend.store+`"`)
+			}
+		})
 	}
 }
 

@@ -17,6 +17,8 @@
 // grafana-dashboard.json is a Grafana dashboard of them. OTLP export is not
 // built in: the service logs a warning if OTEL_EXPORTER_OTLP_ENDPOINT asks
 // for it.
+// /dashboard/ serves web pages that find, watch, cancel and retry documents
+// (httpapi.DashboardHandler).
 //
 // Usage:
 //

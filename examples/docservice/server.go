@@ -31,6 +31,9 @@ const (
 	retryPattern  = "POST /process/document/{document_id}/retry"
 )
 
+// dashboardPrefix is where the dashboard's pages are served.
+const dashboardPrefix = "/dashboard"
+
 // The patterns of the WebSocket endpoints: one that follows a document's
 // task, and one on which a client subscribes to several.
 const (
@@ -67,8 +70,9 @@ type server struct {
 
 // newServer returns a server that tracks tasks in st with the lease of
 // cfg, and sends its spans to tp (nowhere if tp is nil). It does not own
-// st. If st is a store.Lister, the server lists and counts documents and
-// rescues abandoned ones; otherwise it does neither.
+// st. If st is a store.Lister, the server lists and counts documents,
+// serves the dashboard and rescues abandoned ones; otherwise it does none
+// of these.
 func newServer(st store.Store, logger *slog.Logger, cfg config, tp trace.TracerProvider) (*server, error) {
 	tel, err := newTelemetry(tp)
 	if err != nil {
@@ -148,8 +152,13 @@ func (s *server) handler(stopping <-chan struct{}) (http.Handler, error) {
 		if err != nil {
 			return nil, err
 		}
+		dash, err := httpapi.DashboardHandler(s.tracker, s.lister, s.statusPath, s.restart, findOpts...)
+		if err != nil {
+			return nil, err
+		}
 		mux.Handle(listPattern, list)
 		mux.Handle(countsPattern, counts)
+		mux.Handle(dashboardPrefix+"/", http.StripPrefix(dashboardPrefix, dash))
 	}
 	return httpapi.CorrelationHandler(s.telemetry.Handler(mux)), nil
 }

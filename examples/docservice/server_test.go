@@ -666,3 +666,27 @@ func TestRetryDocument(t *testing.T) {
 	assert.Equal(t, http.StatusConflict, r.code, "an ended task cannot be canceled")
 	assert.Contains(t, r.object(t)["detail"], "ended")
 }
+
+// TestDashboardMounted: the dashboard is mounted at /dashboard/, lists a failed
+// document, shows its page, and links its script to the document's status
+// stream; a retry from its page runs the document again.
+func TestDashboardMounted(t *testing.T) {
+	svc := startService(t, 0, time.Second)
+	resp := submit(t, svc.url, request(t, "doc-1", map[string]any{"simulate_failure": stepEmbedding}), "")
+	statusURL := svc.url + resp["status_url"].(string)
+	await(t, statusURL, ended)
+
+	r := do(t, http.MethodGet, svc.url+"/dashboard/?status=failed", nil)
+	require.Equal(t, http.StatusOK, r.code, "body: %s", r.body)
+	assert.Contains(t, string(r.body), `href="tasks/doc-1"`)
+
+	r = do(t, http.MethodGet, svc.url+"/dashboard/tasks/doc-1", nil)
+	require.Equal(t, http.StatusOK, r.code, "body: %s", r.body)
+	assert.Contains(t, string(r.body), `data-status-url="/process/document/doc-1/status"`)
+	assert.Contains(t, string(r.body), "Vectorization failed: Connection refused")
+
+	r = do(t, http.MethodPost, svc.url+"/dashboard/tasks/doc-1/retry", nil, "Sec-Fetch-Site", "same-origin")
+	require.Equal(t, http.StatusOK, r.code, "the client follows the 303 to the task's page; body: %s", r.body)
+	doc := await(t, statusURL, func(doc map[string]any) bool { return ended(doc) && doc["attempt"] == 2.0 })
+	assert.Equal(t, "success", doc["status"])
+}

@@ -1,9 +1,6 @@
 package main
 
 import (
-	"context"
-	"os"
-	"os/exec"
 	"testing"
 	"time"
 
@@ -11,35 +8,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
-
-// chromiumPathEnv names the Chromium binary the browser tests drive. The
-// test fails, not skips, when it is set and Chromium cannot run.
-const chromiumPathEnv = "TASKSTATUS_CHROMIUM"
-
-// headlessChromium starts a headless Chromium for t, or skips t if
-// chromiumPathEnv is not set, and returns the context of a tab in it,
-// whose browser is stopped when t ends.
-func headlessChromium(t *testing.T) context.Context {
-	t.Helper()
-	path := os.Getenv(chromiumPathEnv)
-	if path == "" {
-		t.Skipf("%s is not set: no browser to test with", chromiumPathEnv)
-	}
-	_, err := exec.LookPath(path)
-	require.NoError(t, err, "%s=%s", chromiumPathEnv, path)
-	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(path), chromedp.NoSandbox,
-		chromedp.DisableGPU, chromedp.Flag("disable-background-networking", true))
-	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	ctx, cancelTab := chromedp.NewContext(actx)
-	t.Cleanup(func() {
-		require.NoError(t, chromedp.Cancel(ctx), "stop the browser")
-		cancelTab()
-		cancelAlloc()
-	})
-	// The first action starts the browser: it must not have a deadline.
-	require.NoError(t, chromedp.Do(ctx, chromedp.Navigate("about:blank")), "start the browser")
-	return ctx
-}
 
 // followScript follows a document over a WebSocket from a page of the
 // service, and resolves with the close code and the statuses and versions
@@ -68,17 +36,11 @@ type followed struct {
 // TestWebSocketBrowser follows a document to success from a page in
 // headless Chromium, with the browser's own WebSocket.
 func TestWebSocketBrowser(t *testing.T) {
-	ctx := headlessChromium(t)
+	ctx := newBrowser(t)
 	svc := startService(t, 1, time.Second) // about 3 s a document
-	navCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	require.NoError(t, chromedp.Do(navCtx, chromedp.Navigate(svc.url+"/process/documents")))
+	browse(ctx, t, "open a page of the service", chromedp.Navigate(svc.url+"/process/documents"))
 	submit(t, svc.url, request(t, "doc-ws", nil), "")
-
-	runCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	got, err := chromedp.Run(runCtx, chromedp.Evaluate[followed](followScript, chromedp.EvalAwaitPromise))
-	require.NoError(t, err)
+	got := read(ctx, t, "follow the document", chromedp.Evaluate[followed](followScript, chromedp.EvalAwaitPromise))
 	require.Equal(t, 1000, got.Code, "closed after the final state (reason %q)", got.Reason)
 	require.NotEmpty(t, got.Seen)
 	assert.NotEqual(t, "success", got.Seen[0].Status, "followed while it ran, not only read at the end")
