@@ -211,7 +211,8 @@
 // and closes a connection whose pong does not come within
 // [WithWriteTimeout]; each message must be written within it too, or the
 // connection is closed. A client's messages are at most 4 KB. The
-// handshake checks that the Origin, if any, is the request's host.
+// handshake is refused (403) to a page of another origin than the
+// request's host, unless [WithOrigins] allows it.
 //
 // # Shutdown
 //
@@ -326,9 +327,9 @@
 // return the error of one given another value: [WithPathValue],
 // [WithIDField], [WithRender], [WithAuthorize], [WithScope],
 // [WithMaxWait], [WithHeartbeat], [WithWriteTimeout], [WithMaxWatchers],
-// [WithRetryAfter], [WithErrorHandler], [WithClock] and [WithShutdown].
-// Each handler uses those that concern it and ignores the others, so a
-// service can pass the same options to each.
+// [WithRetryAfter], [WithErrorHandler], [WithClock], [WithShutdown] and
+// [WithOrigins]. Each handler uses those that concern it and ignores the
+// others, so a service can pass the same options to each.
 //
 // # Authorization
 //
@@ -364,5 +365,6 @@
 // gives up on a task the server says was abandoned ([ErrAbandoned]). It
 // iterates over the tasks a list handler finds, page after page, reads
 // counts, and cancels and retries tasks. [Client.Follow] follows a task
-// over a WebSocket, connecting again when the server goes away.
+// over a WebSocket, and [Client.FollowTasks] several on one connection,
+// connecting again when the server goes away.
 package httpapi

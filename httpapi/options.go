@@ -25,11 +25,11 @@ const (
 	DefaultRetryAfter   = time.Second
 )
 
-// Option configures the handlers made by [StatusHandler], [ListHandler],
-// [CountsHandler], [CancelHandler], [RetryHandler] and
-// [DashboardHandler]. An option given a value it does not accept makes
-// them return its error; an option that does not concern a handler has no
-// effect on it.
+// Option configures the handlers made by [StatusHandler],
+// [WebSocketHandler], [ListHandler], [CountsHandler], [CancelHandler],
+// [RetryHandler] and [DashboardHandler]. An option given a value it does
+// not accept makes them return its error; an option that does not concern
+// a handler has no effect on it.
 type Option func(*config) error
 
 type config struct {
@@ -46,6 +46,7 @@ type config struct {
 	clock        Clock
 	shutdown     <-chan struct{} // nil: never
 	scope        func(*http.Request, *store.Filter) error
+	origins      []string // of WithOrigins
 
 	retry    int64  // retryAfter in whole seconds
 	retryHdr string // retry as a Retry-After value

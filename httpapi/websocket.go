@@ -4,7 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
+	"path"
+	"slices"
 	"sync"
 
 	"github.com/coder/websocket"
@@ -19,7 +22,6 @@ import (
 const (
 	closeInvalid     websocket.StatusCode = 4400 // an invalid id or message
 	closeNotFound    websocket.StatusCode = 4404 // an unknown task, or one the authorization hook refused
-	closeInternal    websocket.StatusCode = 4500 // a corrupt task
 	closeUnavailable websocket.StatusCode = 4503 // the store is down, or too many watchers
 )
 
@@ -48,6 +50,27 @@ func WebSocketHandler(s store.Store, opts ...Option) (http.Handler, error) {
 	return wsHandler{h}, nil
 }
 
+// WithOrigins lets pages of other origins than the WebSocket handler's
+// own host open WebSockets to it: those whose host matches one of
+// patterns, each a [path.Match] pattern matched without regard to case,
+// such as "app.example.com" or "*.example.com"; a pattern with "://"
+// is matched against the origin's scheme and host. A browser sends such
+// a page's cookies with the handshake, so allow only the origins whose
+// pages may act for the user (see [WithAuthorize]). Each pattern must be
+// valid. By default only pages of the request's host may, and clients
+// that send no Origin, such as [Client]. Other handlers ignore it.
+func WithOrigins(patterns ...string) Option {
+	return func(c *config) error {
+		for _, p := range patterns {
+			if _, err := path.Match(p, ""); err != nil {
+				return fmt.Errorf("httpapi: WithOrigins(%q): %w", p, err)
+			}
+		}
+		c.origins = slices.Clone(patterns)
+		return nil
+	}
+}
+
 // wsHandler is the http.Handler WebSocketHandler returns.
 type wsHandler struct{ h *handler }
 
@@ -58,7 +81,7 @@ func (ws wsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, r, http.StatusMethodNotAllowed, "A WebSocket is opened with GET.")
 		return
 	}
-	c, err := websocket.Accept(w, r, nil)
+	c, err := websocket.Accept(w, r, &websocket.AcceptOptions{OriginPatterns: ws.h.origins})
 	if err != nil {
 		return // Accept has answered
 	}
@@ -119,6 +142,9 @@ func (c *wsConn) serve(id, lastID string) (websocket.StatusCode, string) {
 			return end.code, end.detail
 		case <-tick:
 			if c.ping() != nil {
+				// A peer that does not answer pings would not answer a
+				// close either: close without waiting for it.
+				_ = c.c.CloseNow()
 				return websocket.StatusPolicyViolation, "no pong"
 			}
 		case <-c.h.shutdown:
@@ -158,7 +184,7 @@ func (c *wsConn) writeContext() (context.Context, context.CancelFunc) {
 type wsCommand struct {
 	Type        string `json:"type"` // "subscribe" or "unsubscribe"
 	ID          string `json:"id"`
-	LastEventID string `json:"last_event_id"` // of subscribe: the document the client has
+	LastEventID string `json:"last_event_id,omitempty"` // of subscribe: the document the client has
 }
 
 // read reads the client's messages until the connection ends, and acts on
@@ -201,9 +227,13 @@ func (c *wsConn) subscribe(id string, last lastEvent, single bool) bool {
 	sub := &wsSub{cancel: cancel}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if _, ok := c.subs[id]; ok || c.ctx.Err() != nil {
+	if c.ctx.Err() != nil {
 		cancel()
-		return c.ctx.Err() != nil
+		return true // the connection ends: nothing to follow, or to tell
+	}
+	if _, ok := c.subs[id]; ok {
+		cancel()
+		return false
 	}
 	c.subs[id] = sub
 	c.group.Go(func() {
@@ -321,20 +351,11 @@ func (c *wsConn) relay(ctx context.Context, f *follower) (end wsEnd, again bool)
 // the close code of the answer a status request would get. Errors behind
 // a 500 or 503 are reported to the error handler.
 func (c *wsConn) failed(ctx context.Context, err error) wsEnd {
-	switch {
-	case ctx.Err() != nil || c.ctx.Err() != nil:
+	if ctx.Err() != nil || c.ctx.Err() != nil {
 		return wsEnd{}
-	case errors.Is(err, store.ErrNotFound):
-		return wsEnd{closeNotFound, detailNotFound}
-	case errors.Is(err, store.ErrInvalidID):
-		return wsEnd{closeInvalid, detailInvalidID}
-	case storeDown(err):
-		c.h.report(c.r, err)
-		return wsEnd{closeUnavailable, detailUnavailable}
-	default:
-		c.h.report(c.r, err)
-		return wsEnd{closeInternal, detailInternal}
 	}
+	code, detail := c.h.problem(c.r, err)
+	return wsEnd{websocket.StatusCode(4000 + code), detail}
 }
 
 // send writes doc to the client as a status message:

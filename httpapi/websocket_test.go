@@ -365,8 +365,9 @@ func (c gatedConn) Write(b []byte) (int, error) {
 }
 
 // TestWebSocketRedisOutage follows a task on redisstore over a miniredis
-// that then goes away: the client is told by the close code 4503, rather
-// than left waiting.
+// that then goes away: the client is told by the close code 4503, or on a
+// connection of several tasks by an error message, rather than left
+// waiting.
 func TestWebSocketRedisOutage(t *testing.T) {
 	mr := miniredis.RunT(t)
 	client := redis.NewClient(&redis.Options{Addr: mr.Addr(), DisableIdentity: true, MaxRetries: -1})
@@ -392,15 +393,25 @@ func TestWebSocketRedisOutage(t *testing.T) {
 	require.NoError(t, err)
 	mux := http.NewServeMux()
 	mux.Handle(wsPattern, ws)
+	mux.Handle(wsManyPattern, ws)
 	srv := httptest.NewServer(mux)
 	defer srv.Close()
 
 	c := wsDial(t, srv, "/tasks/t/ws")
 	m := wsStatus(t, c)
 	require.Equal(t, "pending", m.Document["status"])
+	many := wsDial(t, srv, "/tasks/ws")
+	wsSend(t, many, map[string]any{"type": "subscribe", "id": "t"})
+	wsStatus(t, many)
+
 	mr.Close()
 	assert.Contains(t, wsRequireClose(t, c, 4503), "unavailable")
+	m, err = wsRead(t, many)
+	require.NoError(t, err, "the connection of several tasks stays open")
+	assert.Equal(t, wsMsg{Type: "error", ID: "t", Code: 4503, Detail: m.Detail}, m)
+	assert.Contains(t, m.Detail, "unavailable")
 	reported.Wait() // the outage went to the error handler
+	require.NoError(t, many.Close(websocket.StatusNormalClosure, ""))
 }
 
 // wsSend sends the client message of the JSON object v on c.
@@ -563,4 +574,136 @@ func TestClientFollowReconnects(t *testing.T) {
 	v := f.version(t, "t")
 	assert.Equal(t, []int64{v - 2, v - 1, v}, got, "each document once, in order")
 	assert.Equal(t, int32(2), connections.Load())
+}
+
+// TestWebSocketPing pings two clients after a heartbeat's time: the one
+// that reads answers and stays, the one that does not is cut off once
+// the write timeout passes without its pong, and its watch is freed.
+func TestWebSocketPing(t *testing.T) {
+	f := newFixture(t)
+	f.running(t, "t")
+	srv := f.wsServer(t, httpapi.WithHeartbeat(time.Minute), httpapi.WithWriteTimeout(time.Second))
+	live := wsDial(t, srv, "/tasks/t/ws")
+	wsStatus(t, live)
+	read := make(chan error, 1)
+	go func() {
+		for {
+			if _, _, err := live.Read(context.Background()); err != nil {
+				read <- err
+				return
+			}
+		}
+	}()
+	silent := wsDial(t, srv, "/tasks/t/ws")
+	wsStatus(t, silent)
+
+	f.clock.waitPending(t, 2) // the heartbeats of both
+	f.clock.Advance(time.Minute)
+	f.store.waitFor(t, 1)  // the silent client is cut off
+	f.clock.waitMade(t, 3) // the live one waits for its next heartbeat
+	f.store.waitFor(t, 1)
+	select {
+	case err := <-read:
+		t.Fatalf("the live client's connection ended: %v", err)
+	default:
+	}
+	require.NoError(t, live.Close(websocket.StatusNormalClosure, ""))
+	assert.Equal(t, websocket.StatusNormalClosure, websocket.CloseStatus(<-read))
+}
+
+func TestClientFollowTasks(t *testing.T) {
+	f := newFixture(t)
+	runs := map[string]*tracker.Run{"a": f.running(t, "a"), "b": f.running(t, "b")}
+	srv := f.wsServer(t)
+	c := httpapi.Client{BaseURL: srv.URL}
+
+	got := map[string][]store.Status{}
+	var missing error
+	for doc, err := range c.FollowTasks(t.Context(), "/tasks/ws", "a", "b", "nope") {
+		if err != nil {
+			require.Equal(t, "nope", doc.ID, "only the unknown task is refused: %v", err)
+			missing = err
+			continue
+		}
+		got[doc.ID] = append(got[doc.ID], doc.Status)
+		if len(got[doc.ID]) == 1 {
+			require.NoError(t, runs[doc.ID].Apply(t.Context(), tracker.Succeed()))
+		}
+	}
+	require.ErrorIs(t, missing, store.ErrNotFound)
+	assert.Equal(t, map[string][]store.Status{
+		"a": {store.StatusRunning, store.StatusSuccess},
+		"b": {store.StatusRunning, store.StatusSuccess},
+	}, got, "each task's current state, then its end")
+	f.store.waitFor(t, 0)
+}
+
+// TestWebSocketAbandoned follows a leased task as an event stream does:
+// no message for renewals, the document that says the task was abandoned
+// when its lease ends ("7a"), the next attempt after a retry; and a
+// client that resumes from "7a" is not told again.
+func TestWebSocketAbandoned(t *testing.T) {
+	f := newFixture(t)
+	tr, run := f.leased(t, f.mem)
+	srv := f.wsServer(t, httpapi.WithHeartbeat(0))
+	c := wsDial(t, srv, "/tasks/t/ws")
+	assert.Equal(t, false, wsStatus(t, c).Document["abandoned"])
+
+	f.clock.waitPending(t, 1) // the end of the lease
+	for range 3 * leaseTime / time.Second {
+		f.clock.Advance(time.Second)
+		require.NoError(t, run.Apply(t.Context(), tracker.Heartbeat()))
+	}
+	f.clock.waitMade(t, 2)
+	require.NoError(t, run.Apply(t.Context(), tracker.SetProgress(store.Progress{Done: 1})))
+	m := wsStatus(t, c)
+	assert.Equal(t, map[string]any{"done": 1.0, "total": 0.0, "message": ""}, m.Document["progress"], "the change is the next message")
+	v := f.version(t, "t")
+
+	f.clock.Advance(leaseTime + time.Millisecond)
+	m = wsStatus(t, c)
+	assert.Equal(t, true, m.Document["abandoned"])
+	assert.Equal(t, fmt.Sprintf("%da", v), m.EventID)
+
+	resumed := wsDial(t, srv, fmt.Sprintf("/tasks/t/ws?last_event_id=%da", v))
+	f.store.waitFor(t, 2)
+	require.NoError(t, tr.Apply(t.Context(), "t", tracker.Retry()))
+	for _, c := range []*websocket.Conn{c, resumed} {
+		m = wsStatus(t, c)
+		assert.Equal(t, false, m.Document["abandoned"], "the retry is the next message")
+		assert.EqualValues(t, 2, m.Document["attempt"])
+		require.NoError(t, c.Close(websocket.StatusNormalClosure, ""))
+	}
+	f.store.waitFor(t, 0)
+}
+
+func TestWebSocketOrigins(t *testing.T) {
+	f := newFixture(t)
+	f.running(t, "t")
+	dial := func(srv *httptest.Server, origin string) (int, error) {
+		url := "ws" + strings.TrimPrefix(srv.URL, "http") + "/tasks/t/ws"
+		c, resp, err := websocket.Dial(t.Context(), url, &websocket.DialOptions{HTTPHeader: http.Header{"Origin": {origin}}}) //nolint:bodyclose // Dial closes it
+		if err != nil {
+			return resp.StatusCode, err
+		}
+		wsStatus(t, c)
+		return resp.StatusCode, c.Close(websocket.StatusNormalClosure, "")
+	}
+	own := f.wsServer(t)
+	code, err := dial(own, own.URL)
+	require.NoError(t, err, "a page of the handler's own host")
+	assert.Equal(t, http.StatusSwitchingProtocols, code)
+	code, _ = dial(own, "https://app.example.com")
+	assert.Equal(t, http.StatusForbidden, code, "another origin, by default")
+
+	other := f.wsServer(t, httpapi.WithOrigins("*.example.com"))
+	code, err = dial(other, "https://app.example.com")
+	require.NoError(t, err, "an origin allowed")
+	assert.Equal(t, http.StatusSwitchingProtocols, code)
+	code, _ = dial(other, "https://example.org")
+	assert.Equal(t, http.StatusForbidden, code, "an origin not allowed")
+
+	_, err = httpapi.WebSocketHandler(f.store, httpapi.WithOrigins("[bad"))
+	require.Error(t, err)
+	f.store.waitFor(t, 0)
 }

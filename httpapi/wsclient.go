@@ -90,16 +90,11 @@ func (c *Client) followOnce(ctx context.Context, u *url.URL, last *Document, yie
 		resumed.RawQuery = q.Encode()
 		u = &resumed
 	}
-	conn, resp, err := websocket.Dial(ctx, u.String(), &websocket.DialOptions{HTTPClient: c.HTTPClient})
+	conn, err := c.dial(ctx, u)
 	if err != nil {
-		if resp != nil && resp.StatusCode != http.StatusSwitchingProtocols {
-			_ = resp.Body.Close() // Dial has read the body
-			return false, &ResponseError{StatusCode: resp.StatusCode}
-		}
-		return false, fmt.Errorf("httpapi: follow %s: %w", u, err)
+		return false, err
 	}
 	defer func() { _ = conn.CloseNow() }() // closed already if the server closed it
-	conn.SetReadLimit(maxDocumentSize)
 	for {
 		_, msg, err := conn.Read(ctx)
 		if err != nil {
@@ -123,6 +118,20 @@ func (c *Client) followOnce(ctx context.Context, u *url.URL, last *Document, yie
 	}
 }
 
+// dial opens a WebSocket to u. A refused handshake is a [*ResponseError].
+func (c *Client) dial(ctx context.Context, u *url.URL) (*websocket.Conn, error) {
+	conn, resp, err := websocket.Dial(ctx, u.String(), &websocket.DialOptions{HTTPClient: c.HTTPClient})
+	if err != nil {
+		if resp != nil && resp.StatusCode != http.StatusSwitchingProtocols {
+			_ = resp.Body.Close() // Dial has read the body
+			return nil, &ResponseError{StatusCode: resp.StatusCode}
+		}
+		return nil, fmt.Errorf("httpapi: follow %s: %w", u, err)
+	}
+	conn.SetReadLimit(maxDocumentSize)
+	return conn, nil
+}
+
 // websocketEnd returns what the end of the connection to u with err says:
 // done if the server closed it normally, after the task's end; a
 // [*ResponseError] for the close codes of an HTTP status; else err.
@@ -138,4 +147,122 @@ func websocketEnd(u *url.URL, err error) (done bool, _ error) {
 		return false, &ResponseError{StatusCode: status, Problem: Problem{Status: status, Detail: ce.Reason}}
 	}
 	return false, fmt.Errorf("httpapi: follow %s: %w", u, err)
+}
+
+// FollowTasks returns an iterator over the documents of the tasks ids,
+// followed on one connection to the WebSocket handler
+// ([WebSocketHandler]) at wsURL, mounted on a pattern without the task
+// id: each task's current document, then one per change, in version
+// order for each task, until every task has ended. wsURL is resolved as
+// [Client.Follow] resolves it.
+//
+// When the server refuses a task (it is unknown, or the store is down),
+// FollowTasks yields a [*ResponseError] with a Document whose ID names
+// the task, and follows the others. When the server goes away (close code
+// 1001), it connects again after a pause and subscribes again, each task
+// from the last document it yielded. It stops at the first other error
+// of the connection, which it yields with a zero Document, and when ctx
+// ends, yielding ctx's error.
+func (c *Client) FollowTasks(ctx context.Context, wsURL string, ids ...string) iter.Seq2[Document, error] {
+	return func(yield func(Document, error) bool) {
+		u, err := c.resolveWS(wsURL)
+		if err != nil {
+			yield(Document{}, err)
+			return
+		}
+		last := make(map[string]Document, len(ids)) // the tasks followed, and the document each has
+		for _, id := range ids {
+			last[id] = Document{}
+		}
+		for len(last) > 0 {
+			done, err := c.followTasksOnce(ctx, u, last, yield)
+			if done {
+				return
+			}
+			switch {
+			case ctx.Err() != nil:
+				yield(Document{}, context.Cause(ctx))
+				return
+			case websocket.CloseStatus(err) != websocket.StatusGoingAway:
+				yield(Document{}, err)
+				return
+			}
+			if err := sleep(ctx, defaultPause); err != nil {
+				yield(Document{}, err)
+				return
+			}
+		}
+	}
+}
+
+// wsMessage is a message of the WebSocket handler: a status or an error.
+type wsMessage struct {
+	Type     string          `json:"type"`
+	ID       string          `json:"id"`
+	Document json.RawMessage `json:"document"`
+	Code     int             `json:"code"`
+	Detail   string          `json:"detail"`
+}
+
+// followTasksOnce connects to u, subscribes to the tasks of last, each
+// from its document, and yields what it is sent, keeping each task's
+// latest document in last and dropping a task from last once it has
+// ended or been refused. It reports done when no task is left or yield
+// asked to stop; else why the connection ended.
+func (c *Client) followTasksOnce(ctx context.Context, u *url.URL, last map[string]Document, yield func(Document, error) bool) (done bool, err error) {
+	conn, err := c.dial(ctx, u)
+	if err != nil {
+		return false, err
+	}
+	defer func() { _ = conn.Close(websocket.StatusNormalClosure, "") }() // an error: closed already
+	for id, doc := range last {
+		cmd := wsCommand{Type: "subscribe", ID: id}
+		if doc.Version > 0 {
+			cmd.LastEventID = string(appendEventID(nil, doc))
+		}
+		msg, _ := json.Marshal(cmd) // cannot fail: strings
+		if err := conn.Write(ctx, websocket.MessageText, msg); err != nil {
+			return false, fmt.Errorf("httpapi: follow %s: %w", u, err)
+		}
+	}
+	for len(last) > 0 {
+		_, msg, err := conn.Read(ctx)
+		if err != nil {
+			return false, fmt.Errorf("httpapi: follow %s: %w", u, err)
+		}
+		var m wsMessage
+		if err := json.Unmarshal(msg, &m); err != nil {
+			return false, fmt.Errorf("httpapi: follow %s: not a message: %.100s", u, msg)
+		}
+		if _, ok := last[m.ID]; !ok {
+			continue // a task no longer followed
+		}
+		doc, err := c.taskMessage(u, m)
+		if err != nil || doc.Status.Terminal() {
+			delete(last, m.ID)
+		} else {
+			last[m.ID] = doc
+		}
+		if !yield(doc, err) {
+			return true, nil
+		}
+	}
+	return true, nil
+}
+
+// taskMessage returns the document of m, a message about a task: its
+// status, or the error that ended its subscription, with a Document that
+// names the task.
+func (c *Client) taskMessage(u *url.URL, m wsMessage) (Document, error) {
+	doc := Document{IDField: c.IDField}
+	if m.Type == "status" {
+		if err := json.Unmarshal(m.Document, &doc); err != nil {
+			doc.ID = m.ID
+			return doc, fmt.Errorf("httpapi: decode status from %s: %w", u, err)
+		}
+		return doc, nil
+	}
+	doc.ID = m.ID
+	status := m.Code - 4000
+	return doc, &ResponseError{StatusCode: status, Problem: Problem{Status: status, Detail: m.Detail}}
 }
