@@ -32,8 +32,9 @@ var randomSeed = flag.Uint64("tracker.seed", 0, "seed of TestRandomTransitions; 
 //     changes, steps are never dropped, times never run backwards;
 //   - every acknowledged call is one version (but a cancel request made
 //     when one was made already, which writes nothing), and every
-//     acknowledged step update, progress report and result field is in
-//     the history (and, in rounds without Retry, in the final state);
+//     acknowledged step and sub-step update, progress report (of the task
+//     or a step) and result field is in the history (and, in rounds
+//     without Retry, in the final state);
 //   - every refused call returns a *tracker.Error wrapping a sentinel error
 //     its doc names, is reported to the error handler, and writes nothing;
 //   - a watcher sees strictly increasing versions, each as written.
@@ -284,8 +285,9 @@ type randomCallKind struct {
 }
 
 // randomCalls returns the kinds of call of randomCall, on steps step and
-// other, recording tag.
+// other and on sub-step sub of step (named after other), recording tag.
 func randomCalls(step, other, tag string) []randomCallKind {
+	sub := "part-" + other
 	terminal, transition := store.ErrTerminal, store.ErrInvalidTransition
 	apply := func(changes ...tracker.Change) func(context.Context, *tracker.Tracker, string) error {
 		return func(ctx context.Context, tr *tracker.Tracker, id string) error { return tr.Apply(ctx, id, changes...) }
@@ -296,12 +298,16 @@ func randomCalls(step, other, tag string) []randomCallKind {
 	}
 	return []randomCallKind{
 		{5, call{kind: "start"}, start, []error{terminal, transition}},
-		{20, call{kind: "start step", step: step}, apply(tracker.StartStep(step)), []error{terminal, transition}},
+		{16, call{kind: "start step", step: step}, apply(tracker.StartStep(step)), []error{terminal, transition}},
+		{18, call{kind: "start sub-step", step: step + "/" + sub}, apply(tracker.StartSubStep(step, sub)), []error{terminal, transition}},
+		{20, call{kind: "succeed sub-step", step: step + "/" + sub}, apply(tracker.SucceedSubStep(step, sub)), []error{terminal, transition}},
 		{27, call{kind: "retry step", step: step, text: tag}, apply(tracker.RetryStep(step, errors.New(tag))), []error{terminal, transition}},
 		{40, call{kind: "succeed step", step: step}, apply(tracker.SucceedStep(step)), []error{terminal}},
 		{46, call{kind: "fail step", step: step, text: tag}, apply(tracker.FailStep(step, errors.New(tag))), []error{terminal}},
 		{50, call{kind: "skip step", step: step}, apply(tracker.SkipStep(step)), []error{terminal}},
-		{60, call{kind: "set progress", text: tag}, apply(tracker.SetProgress(store.Progress{Done: 1, Total: 2, Message: tag})), []error{terminal}},
+		{56, call{kind: "set progress", text: tag}, apply(tracker.SetProgress(store.Progress{Done: 1, Total: 2, Message: tag})), []error{terminal}},
+		{58, call{kind: "set step progress", step: step, text: tag}, apply(tracker.StepProgress(step, store.Progress{Done: 1, Message: tag})), []error{terminal, transition}},
+		{60, call{kind: "fail sub-step", step: step + "/" + sub, text: tag}, apply(tracker.FailSubStep(step, sub, errors.New(tag))), []error{terminal, transition}},
 		{62, call{kind: "set progress"}, apply(tracker.SetProgress(store.Progress{Done: 3, Total: 2})), []error{store.ErrInvalidInput}},
 		{70, call{kind: "set result", text: tag}, apply(tracker.SetResult(map[string]any{tag[:2]: tag})), []error{terminal}},
 		{73, call{kind: "heartbeat"}, apply(tracker.Heartbeat()), []error{terminal}},
@@ -509,7 +515,8 @@ func expectedTransitions(all []call) (map[transitionKey]int, map[string]call) {
 	for _, c := range all {
 		for _, p := range c.changes() {
 			switch p.kind {
-			case "start step", "retry step", "succeed step", "fail step", "skip step":
+			case "start step", "retry step", "succeed step", "fail step", "skip step",
+				"start sub-step", "succeed sub-step", "fail sub-step":
 				want[transitionKey{p.kind, p.step}]++
 			case "succeed", "fail", "cancel", "retry":
 				want[transitionKey{p.kind, ""}]++
@@ -552,6 +559,21 @@ func historyTransitions(history []store.State) (map[transitionKey]int, map[strin
 				got[transitionKey{kind, n.Name}]++
 				found[n.Error] = true
 			}
+			found[n.Progress.Message] = true
+			if p.Status != store.StepRunning || n.Status != store.StepRunning || p.Attempt != n.Attempt {
+				continue // the step's start, end or retry changes its sub-steps as a whole
+			}
+			for _, ns := range n.SubSteps {
+				i := slices.IndexFunc(p.SubSteps, func(s store.SubStep) bool { return s.Name == ns.Name })
+				var ps store.SubStep
+				if i >= 0 {
+					ps = p.SubSteps[i]
+				}
+				if kind := subStepTransition(ps, ns); kind != "" {
+					got[transitionKey{kind, n.Name + "/" + ns.Name}]++
+					found[ns.Error] = true
+				}
+			}
 		}
 	}
 	return got, found
@@ -572,6 +594,18 @@ func stepTransition(p, n store.Step) string {
 		return "start step"
 	}
 	return map[store.StepStatus]string{store.StepSuccess: "succeed step", store.StepFailed: "fail step", store.StepSkipped: "skip step"}[n.Status]
+}
+
+// subStepTransition names the call that took a sub-step from p to n, or
+// "" if it did not change. A sub-step p that did not exist yet was pending.
+func subStepTransition(p, n store.SubStep) string {
+	if p.Status == "" {
+		p.Status = store.StepPending
+	}
+	if p.Status.Terminal() || p.Status == n.Status {
+		return ""
+	}
+	return map[store.StepStatus]string{store.StepRunning: "start sub-step", store.StepSuccess: "succeed sub-step", store.StepFailed: "fail sub-step"}[n.Status]
 }
 
 // checkFinalSteps fails t unless every acknowledged step end is in final:
