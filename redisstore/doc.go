@@ -99,17 +99,22 @@
 // by the server's clock. The write script moves a task's entry when its
 // status changes and files it by its expiry; it and every listing take the
 // entries of expired tasks out of the indexes, so that the indexes hold
-// about the live tasks and no more (a write takes out up to 4, a page up
-// to 100 a shard, a count all).
+// about the live tasks and no more (a write that changes a status takes
+// out up to 4, a page that meets some up to 100 a shard, a count all).
 //
-// [Store.List] runs a script on each shard, in one round trip (per node of
-// a cluster), that reads up to a page from each status index the filter
-// names, from the page token's place; it merges them and reads the
-// newest page's tasks in a second round trip. A filter by kind, label or
-// lease reads the hash fields of each task it passes over, on the server;
-// by status and creation time it reads the indexes alone. [Store.Count]
-// reads the size of each status index, or, for a kind or a label, the
-// fields of every task. No request uses SCAN or KEYS.
+// [Store.List] reads, in one round trip (per node of a cluster), a little
+// more than its share of a page from each status index the filter names
+// on each shard, from the page token's place, with ZRANGE BYLEX REV; it
+// merges them and reads the newest page's tasks in a second round trip. A
+// filter by kind, label or lease runs a script on each shard instead,
+// which reads the index field of each task it passes over. [Store.Count]
+// reads the size of each status index, or, for a kind or a label, one of
+// the counters the scripts keep in the shard's hash "<prefix>{tN}i:counts"
+// (by status and kind, status and label, status, kind and label), which
+// they change exactly when a task's entry enters or leaves a status index;
+// the expiry index's members carry the task's kind and labels, so that
+// the counters of a task that expired are told. No request uses SCAN or
+// KEYS.
 //
 // # Watching
 //

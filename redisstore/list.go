@@ -289,8 +289,8 @@ func (s *Store) sweep(ctx context.Context, shards []int) error {
 }
 
 // Count implements [store.Lister] with countScript on every shard, in one
-// round trip (per node of a cluster). Without a kind or a label it reads
-// the size of each status index; with them, the hash of every task.
+// round trip (per node of a cluster): the size of each status index, or
+// the counters the write script keeps by kind and label.
 func (s *Store) Count(ctx context.Context, f store.Filter) (map[store.Status]int64, error) {
 	if err := s.ready(ctx, "count"); err != nil {
 		return nil, err
@@ -298,14 +298,14 @@ func (s *Store) Count(ctx context.Context, f store.Filter) (map[store.Status]int
 	if err := pagetoken.CountArgs(f); err != nil {
 		return nil, fmt.Errorf("redisstore: count: %w", err)
 	}
-	var needle string
+	var label string
 	if f.Label != (store.Label{}) {
-		needle = labelNeedle(f.Label)
+		label = f.Label.Key + "=" + f.Label.Value
 	}
 	calls := make([]scriptCall, shards)
 	for n := range shards {
 		calls[n] = scriptCall{keys: []string{expiryKey(s.prefix, n)},
-			args: []any{f.Kind, needle, taskPrefix(s.prefix, n), indexPrefix(s.prefix, n)}}
+			args: []any{f.Kind, label, taskPrefix(s.prefix, n), indexPrefix(s.prefix, n)}}
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()

@@ -146,14 +146,14 @@ func latencies(b *testing.B, op func(context.Context) error) {
 }
 
 // indexBytes returns what the indexes of the tasks under prefix take: the
-// sorted sets of every shard, and the fields only the listing reads in
+// sorted sets and the counters of every shard, and the fields only the listing reads in
 // every task's hash, estimated from 100 tasks (the memory of a copy of the
 // hash with them, less that of a copy without them).
 func indexBytes(b *testing.B, c *redis.Client, prefix string) (sets, fields float64) {
 	ctx := b.Context()
 	var total int64
 	for n := range 16 {
-		for _, name := range append([]string{"expiry"}, statusNames()...) {
+		for _, name := range append([]string{"expiry", "counts"}, statusNames()...) {
 			used, err := c.MemoryUsage(ctx, fmt.Sprintf("%s{t%d}i:%s", prefix, n, name), 0).Result()
 			if err != nil && !errors.Is(err, redis.Nil) {
 				b.Fatal(err)

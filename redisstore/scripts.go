@@ -107,6 +107,7 @@ if id ~= '' then
 	end
 end
 local idx, entry, status = ARGV[10], ARGV[12], ARGV[13]
+local _, _, kind, _, labels = unindex(ARGV[11])
 if ARGV[8] ~= '' then
 	redis.call('HSET', KEYS[1], 'version', ARGV[2], 'inc', ARGV[3], 'state', ARGV[4], 'writes', writes,
 		'index', ARGV[11], 'announced', ARGV[2])
@@ -115,25 +116,37 @@ else
 	redis.call('HSET', KEYS[1], 'version', ARGV[2], 'inc', ARGV[3], 'state', ARGV[4], 'writes', writes, 'index', ARGV[11])
 	redis.call('HSETNX', KEYS[1], 'announced', stored[1] or '0')
 end
-local was, created = unindex(stored[4])
+local was, created, wkind, _, wlabels = unindex(stored[4])
 local old = created and created .. string.sub(entry, 9)
 local now = serverMillis()
+local counts = idx .. 'counts'
 if was ~= status or old ~= entry then
 	if old then
-		redis.call('ZREM', idx .. was, old)
+		if redis.call('ZREM', idx .. was, old) == 1 then
+			tally(counts, counted(was, wkind, wlabels), -1)
+		end
+		if old ~= entry then
+			redis.call('ZREM', KEYS[2], old .. '\n' .. wkind .. '\n' .. wlabels)
+		end
+	else -- a new task, or one the store lost: an entry left of it goes
+		for _, s in ipairs(statuses) do
+			if s ~= status and redis.call('ZREM', idx .. s, entry) == 1 then
+				tally(counts, counted(s, kind, labels), -1)
+			end
+		end
 	end
-	redis.call('ZADD', idx .. status, 0, entry)
-	if old and old ~= entry then
-		redis.call('ZREM', KEYS[2], old)
+	if redis.call('ZADD', idx .. status, 0, entry) == 1 then
+		tally(counts, counted(status, kind, labels), 1)
 	end
 	expire(KEYS[2], idx, ARGV[14], now, 4)
 end
+local member = entry .. '\n' .. kind .. '\n' .. labels
 if ARGV[5] == '0' then
 	redis.call('PERSIST', KEYS[1])
-	redis.call('ZREM', KEYS[2], entry)
+	redis.call('ZREM', KEYS[2], member)
 else
 	redis.call('PEXPIRE', KEYS[1], ARGV[5])
-	redis.call('ZADD', KEYS[2], 'LT', now + tonumber(ARGV[5]), entry)
+	redis.call('ZADD', KEYS[2], 'LT', now + tonumber(ARGV[5]), member)
 end
 return redis.status_reply('OK')
 `)
@@ -152,10 +165,13 @@ return redis.status_reply('OK')
 var deleteScript = redis.NewScript(luaExpire + `
 local stored = redis.pcall('HGET', KEYS[1], 'index')
 if type(stored) == 'string' then
-	local status, created = unindex(stored)
+	local status, created, kind, _, labels = unindex(stored)
 	if status then
-		redis.call('ZREM', ARGV[3] .. status, created .. ARGV[4])
-		redis.call('ZREM', KEYS[2], created .. ARGV[4])
+		local entry = created .. ARGV[4]
+		if redis.call('ZREM', ARGV[3] .. status, entry) == 1 then
+			tally(ARGV[3] .. 'counts', counted(status, kind, labels), -1)
+		end
+		redis.call('ZREM', KEYS[2], entry .. '\n' .. kind .. '\n' .. labels)
 	end
 end
 if redis.call('DEL', KEYS[1]) == 1 then
@@ -168,9 +184,18 @@ return redis.status_reply('OK')
 // the server's time in milliseconds; unindex(v), which returns the
 // status, creation time (as in an index entry), kind, lease and labels
 // of index field v, nothing for a field that is not one; and
-// expire(exp, idx, tasks, now, limit), which looks at up to limit
-// entries the expiry index exp files before now, given the shard's index
-// prefix and task key prefix, and returns how many it looked at. An entry
+// counted(status, kind, labels), the counters a task of that status, kind
+// and labels counts in: "<status>\nk\n<kind>", and for each label
+// "<status>\nl\n<key>=<value>" and "<status>\nkl\n<kind>\n<key>=<value>",
+// fields of the shard's hash "<index prefix>counts", which tally(counts,
+// fields, delta) changes (deleting a field that comes to 0), so that a
+// count by kind or label reads one field instead of every task; the
+// scripts tally a task exactly when its entry enters or leaves a status
+// index. And expire(exp, idx, tasks, now, limit), which looks at up to
+// limit members the expiry index exp files before now, given the shard's
+// index prefix and task key prefix, and returns how many it looked at. A
+// member is a task's entry, its kind and its labels, separated by
+// newlines, so that the counters of a task gone can be told. An entry
 // whose task is gone, or is another task of the same id, is taken out of
 // the indexes; one whose task lives on (a write moved its expiry later)
 // is filed again by its true expiry, or taken out of the expiry index if
@@ -194,22 +219,58 @@ local function serverMillis()
 	local t = redis.call('TIME')
 	return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
+local function counted(status, kind, labels)
+	local fields = {}
+	if kind ~= '' then
+		fields[#fields + 1] = status .. '\nk\n' .. kind
+	end
+	local at = 2
+	while at <= #labels do
+		local stop = string.find(labels, '\0', at, true)
+		if not stop then
+			break
+		end
+		local label = string.sub(labels, at, stop - 1)
+		fields[#fields + 1] = status .. '\nl\n' .. label
+		if kind ~= '' then
+			fields[#fields + 1] = status .. '\nkl\n' .. kind .. '\n' .. label
+		end
+		at = stop + 1
+	end
+	return fields
+end
+local function tally(counts, fields, delta)
+	for _, f in ipairs(fields) do
+		if redis.call('HINCRBY', counts, f, delta) == 0 then
+			redis.call('HDEL', counts, f)
+		end
+	end
+end
 local function expire(exp, idx, tasks, now, limit)
 	local due = redis.call('ZRANGEBYSCORE', exp, '-inf', '(' .. now, 'LIMIT', 0, limit)
-	for _, e in ipairs(due) do
-		local key = tasks .. string.sub(e, 9)
-		local _, created = unindex(redis.call('HGET', key, 'index'))
-		local ttl = -2
-		if created and created == string.sub(e, 1, 8) then
-			ttl = redis.call('PTTL', key)
+	for _, m in ipairs(due) do
+		local a = string.find(m, '\n', 9, true)
+		local b = a and string.find(m, '\n', a + 1, true)
+		local ttl = -3 -- not a member of this release: only taken out
+		local e, kind, labels
+		if b then
+			e, kind, labels = string.sub(m, 1, a - 1), string.sub(m, a + 1, b - 1), string.sub(m, b + 1)
+			local key = tasks .. string.sub(e, 9)
+			local _, created = unindex(redis.call('HGET', key, 'index'))
+			ttl = -2
+			if created and created == string.sub(e, 1, 8) then
+				ttl = redis.call('PTTL', key)
+			end
 		end
 		if ttl > 0 then
-			redis.call('ZADD', exp, now + ttl, e)
+			redis.call('ZADD', exp, now + ttl, m)
 		else
-			redis.call('ZREM', exp, e)
+			redis.call('ZREM', exp, m)
 			if ttl == -2 then
 				for _, s in ipairs(statuses) do
-					redis.call('ZREM', idx .. s, e)
+					if redis.call('ZREM', idx .. s, e) == 1 then
+						tally(idx .. 'counts', counted(s, kind, labels), -1)
+					end
 				end
 			end
 		end
@@ -295,13 +356,13 @@ return expire(KEYS[1], ARGV[1], ARGV[2], serverMillis(), 100)
 `)
 
 // countScript counts a shard's tasks by status, after taking out of the
-// indexes every entry of a task that expired. With a kind or a label it
-// reads the hash of every task of the shard (in batches of 1,000), without
-// them the size of each status index.
+// indexes every entry of a task that expired: the size of each status
+// index, or, for a kind or a label, the counter the scripts keep of it
+// (see luaExpire).
 //
 // KEYS[1] -> the shard's expiry index
 // ARGV[1] -> the kind; "" for any
-// ARGV[2] -> the label's needle (labelNeedle); "" for any
+// ARGV[2] -> the label, "key=value"; "" for any
 // ARGV[3] -> the prefix of the shard's task keys
 // ARGV[4] -> the shard's index prefix
 //
@@ -310,28 +371,19 @@ var countScript = redis.NewScript(luaExpire + `
 local now = serverMillis()
 while expire(KEYS[1], ARGV[4], ARGV[3], now, 1000) == 1000 do
 end
-local kind, needle = ARGV[1], ARGV[2]
+local kind, label = ARGV[1], ARGV[2]
 local out = {}
 for i, s in ipairs(statuses) do
-	local key = ARGV[4] .. s
-	if kind == '' and needle == '' then
-		out[i] = redis.call('ZCARD', key)
+	if kind == '' and label == '' then
+		out[i] = redis.call('ZCARD', ARGV[4] .. s)
 	else
-		local count, at = 0, 0
-		while true do
-			local batch = redis.call('ZRANGE', key, at, at + 999)
-			for _, e in ipairs(batch) do
-				local status, _, k, _, labels = unindex(redis.call('HGET', ARGV[3] .. string.sub(e, 9), 'index'))
-				if status and (kind == '' or k == kind) and (needle == '' or string.find(labels, needle, 1, true) ~= nil) then
-					count = count + 1
-				end
-			end
-			if #batch < 1000 then
-				break
-			end
-			at = at + 1000
+		local f = s .. '\nkl\n' .. kind .. '\n' .. label
+		if label == '' then
+			f = s .. '\nk\n' .. kind
+		elseif kind == '' then
+			f = s .. '\nl\n' .. label
 		end
-		out[i] = count
+		out[i] = tonumber(redis.call('HGET', ARGV[4] .. 'counts', f) or '0')
 	end
 end
 return out

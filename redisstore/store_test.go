@@ -106,7 +106,7 @@ func TestStoredForm(t *testing.T) {
 	require.Len(t, pending, 1)
 	entry := pending[0]
 	assert.Equal(t, index[:8]+"doc-123", entry, "the entry is the 8 bytes of the creation time, then the id")
-	expires, err := mr.ZScore("taskstatus:{t9}i:expiry", entry)
+	expires, err := mr.ZScore("taskstatus:{t9}i:expiry", entry+"\n\n")
 	require.NoError(t, err)
 	assert.InDelta(t, float64(time.Now().Add(time.Hour).UnixMilli()), expires, 1000, "filed by when it expires")
 	assert.Equal(t, "1", mr.HGet(key, "version"))

@@ -186,15 +186,27 @@ func testListExpiry(t *testing.T, l store.Lister, f Fixture, id string) {
 	ctx := t.Context()
 	short, long := newState(id+"-short"), newState(id+"-long")
 	long.CreatedAt = short.CreatedAt.Add(time.Second)
+	for _, st := range []*store.State{&short, &long} {
+		st.Kind, st.Labels = "document", map[string]string{"project_id": "p1"}
+	}
 	require.NoError(t, f.Store.Put(ctx, expiring(short)))
 	w := write(long)
 	w.TTL = 3 * ttlOfTest
 	require.NoError(t, f.Store.Put(ctx, w))
 	f.Advance(t, ttlOfTest+time.Minute)
 	require.Equal(t, []string{long.ID}, listAll(t, l, store.Filter{}, 10), "an expired task is not listed")
-	counts, err := l.Count(ctx, store.Filter{})
+	for _, f := range []store.Filter{
+		{}, {Kind: "document"}, {Label: store.Label{Key: "project_id", Value: "p1"}},
+		{Kind: "document", Label: store.Label{Key: "project_id", Value: "p1"}},
+	} {
+		counts, err := l.Count(ctx, f)
+		require.NoError(t, err)
+		assert.Equal(t, map[store.Status]int64{store.StatusPending: 1}, counts, "an expired task is not counted (%+v)", f)
+	}
+	require.NoError(t, f.Store.Delete(ctx, long.ID))
+	counts, err := l.Count(ctx, store.Filter{Kind: "document", Label: store.Label{Key: "project_id", Value: "p1"}})
 	require.NoError(t, err)
-	assert.Equal(t, map[store.Status]int64{store.StatusPending: 1}, counts, "an expired task is not counted")
+	assert.Empty(t, counts, "a deleted task is not counted")
 }
 
 // testListExpiryMoved: writes move a task's expiry later, and a shorter
