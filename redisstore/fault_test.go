@@ -276,6 +276,7 @@ func runOutage(t *testing.T, sc faultScenario) {
 	close(up)
 
 	requireConverged(t, s, runs, back)
+	requireListed(t, s, runs)
 	wg.Wait()
 	cctx, cancel := context.WithTimeout(ctx, faultGuard)
 	defer cancel()
@@ -310,6 +311,36 @@ func bringBack(srv *redisserver.Server, how outage) {
 	} else {
 		srv.Resume()
 	}
+}
+
+// requireListed fails t unless the store's indexes agree with the tasks'
+// converged states after the outage: each task is listed once, in its
+// status, and the counts by status are those of the tasks.
+func requireListed(t *testing.T, s *redisstore.Store, runs map[string]faultRun) {
+	t.Helper()
+	want := make(map[store.Status]int64)
+	for _, r := range runs {
+		want[r.want().Status]++
+	}
+	counts, err := s.Count(t.Context(), store.Filter{})
+	require.NoError(t, err)
+	require.Equal(t, want, counts, "the counts are those of the tasks the runs recorded")
+	seen := make(map[string]int, len(runs))
+	for token := ""; ; {
+		page, err := s.List(t.Context(), store.Filter{}, store.MaxPageSize, token)
+		require.NoError(t, err)
+		for _, st := range page.Tasks {
+			seen[st.ID]++
+			require.Equal(t, runs[st.ID].want().Status, st.Status, "task %s is listed in the status it has", st.ID)
+		}
+		if token = page.NextPageToken; token == "" {
+			break
+		}
+	}
+	for id := range runs {
+		require.Equal(t, 1, seen[id], "task %s is listed once", id)
+	}
+	require.Len(t, seen, len(runs), "no other task is listed")
 }
 
 // requireConverged reads every task until each is what its run did, and

@@ -17,9 +17,9 @@ import (
 )
 
 // List implements [store.Lister], mostly in two round trips (per node of
-// a cluster): listScript on every shard finds the newest entries of each
-// status index the filter reads, a few more than the shard's share of a
-// page, and the newest page of all those is read with one HMGET a task.
+// a cluster): the newest entries of each status index the filter reads on
+// every shard, a few more than the shard's share of a page, and the
+// newest page of all those, read with one HMGET a task.
 // When a shard may hold more of the page than it was asked for (the
 // entries are unevenly spread, or the page is mostly gone), List asks
 // again from where it is sure of the order. A task found in an index but
@@ -284,7 +284,9 @@ func (s *Store) sweep(ctx context.Context, shards []int) error {
 	for i, n := range shards {
 		calls[i] = scriptCall{keys: []string{expiryKey(s.prefix, n)}, args: []any{indexPrefix(s.prefix, n), taskPrefix(s.prefix, n)}}
 	}
-	_, err := s.runEach(ctx, sweepScript, calls)
+	_, err := call(ctx, s.direct, func(ctx context.Context) ([]any, error) {
+		return s.runEach(ctx, sweepScript, calls)
+	})
 	return err
 }
 
@@ -338,9 +340,9 @@ type scriptCall struct {
 }
 
 // runEach runs script once for each call, in one pipeline (one round trip
-// per node of a cluster), and returns their replies in order. The calls
-// that find the script missing from a server's cache are sent again with
-// the script's text, which caches it.
+// per node of a cluster), and returns their replies in order, or the first
+// error of a call. The calls that find the script missing from a server's
+// cache are sent again with the script's text, which caches it.
 func (s *Store) runEach(ctx context.Context, script *redis.Script, calls []scriptCall) ([]any, error) {
 	cmds := make([]*redis.Cmd, len(calls))
 	_, err := s.client.Pipelined(ctx, func(p redis.Pipeliner) error {
@@ -371,6 +373,9 @@ func (s *Store) runEach(ctx context.Context, script *redis.Script, calls []scrip
 	}
 	replies := make([]any, len(cmds))
 	for i, cmd := range cmds {
+		if err := cmd.Err(); err != nil {
+			return nil, err
+		}
 		replies[i] = cmd.Val()
 	}
 	return replies, nil
