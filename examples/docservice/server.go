@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -57,7 +58,7 @@ const taskTTL = 24 * time.Hour
 type server struct {
 	log             *slog.Logger
 	store           store.Store  // seen through the telemetry
-	lister          store.Lister // the store, if it can find tasks; nil otherwise
+	lister          store.Lister // the store, which finds tasks
 	tracker         *tracker.Tracker
 	telemetry       *telemetry
 	runner          *pipeline.Runner
@@ -70,16 +71,18 @@ type server struct {
 
 // newServer returns a server that tracks tasks in st with the lease of
 // cfg, and sends its spans to tp (nowhere if tp is nil). It does not own
-// st. If st is a store.Lister, the server lists and counts documents,
-// serves the dashboard and rescues abandoned ones; otherwise it does none
-// of these.
+// st, which must be a store.Lister: the server lists and counts
+// documents, serves the dashboard and rescues abandoned ones.
 func newServer(st store.Store, logger *slog.Logger, cfg config, tp trace.TracerProvider) (*server, error) {
 	tel, err := newTelemetry(tp)
 	if err != nil {
 		return nil, err
 	}
 	st = tel.Store(st)
-	lister, _ := st.(store.Lister)
+	lister, ok := st.(store.Lister)
+	if !ok {
+		return nil, fmt.Errorf("the store (%T) cannot list tasks", st)
+	}
 	s := &server{
 		lister:          lister,
 		rescueEvery:     cfg.rescueEvery,
@@ -143,23 +146,21 @@ func (s *server) handler(stopping <-chan struct{}) (http.Handler, error) {
 	mux.Handle(cancelPattern, cancel)
 	mux.Handle(retryPattern, retry)
 	mux.Handle(metricsPattern, s.telemetry.metrics)
-	if s.lister != nil {
-		list, err := httpapi.ListHandler(s.lister, findOpts...)
-		if err != nil {
-			return nil, err
-		}
-		counts, err := httpapi.CountsHandler(s.lister, findOpts...)
-		if err != nil {
-			return nil, err
-		}
-		dash, err := httpapi.DashboardHandler(s.tracker, s.lister, s.statusPath, s.restart, findOpts...)
-		if err != nil {
-			return nil, err
-		}
-		mux.Handle(listPattern, list)
-		mux.Handle(countsPattern, counts)
-		mux.Handle(dashboardPrefix+"/", http.StripPrefix(dashboardPrefix, dash))
+	list, err := httpapi.ListHandler(s.lister, findOpts...)
+	if err != nil {
+		return nil, err
 	}
+	counts, err := httpapi.CountsHandler(s.lister, findOpts...)
+	if err != nil {
+		return nil, err
+	}
+	dash, err := httpapi.DashboardHandler(s.tracker, s.lister, s.statusPath, s.restart, findOpts...)
+	if err != nil {
+		return nil, err
+	}
+	mux.Handle(listPattern, list)
+	mux.Handle(countsPattern, counts)
+	mux.Handle(dashboardPrefix+"/", http.StripPrefix(dashboardPrefix, dash))
 	return httpapi.CorrelationHandler(s.telemetry.Handler(mux)), nil
 }
 
@@ -168,7 +169,7 @@ func (s *server) handler(stopping <-chan struct{}) (http.Handler, error) {
 // lease after its lease ended: the grace lets a worker whose renewal is
 // late, or whose clock is behind the rescuer's, keep its task.
 func (s *server) rescue(ctx context.Context) {
-	if s.rescueEvery == 0 || s.lease == 0 || s.lister == nil {
+	if s.rescueEvery == 0 || s.lease == 0 {
 		return
 	}
 	if err := s.tracker.Rescue(ctx, s.rescueEvery, s.lease/10); err != nil && ctx.Err() == nil {
