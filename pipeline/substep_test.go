@@ -103,6 +103,13 @@ func TestSubStepRefused(t *testing.T) {
 	p := newPipeline(t, pipeline.Step("embed", func(ctx context.Context, task *pipeline.Task) error {
 		nop := func(context.Context) error { return nil }
 		require.NoError(t, task.SubStep(ctx, "chunk", nop))
+		require.NoError(t, task.SubStep(ctx, "outer", func(ctx context.Context) error {
+			// While "outer" runs, its name is taken and it has not ended.
+			require.ErrorIs(t, task.SubStep(ctx, "outer", nop), store.ErrInvalidInput, "a name that is running")
+			require.ErrorIs(t, task.SubStep(ctx, "inner", nop, pipeline.DependsOn("outer")), store.ErrInvalidInput,
+				"a dependency that has not ended")
+			return nil
+		}))
 		for name, call := range map[string]func() error{
 			"a name run already":    func() error { return task.SubStep(ctx, "chunk", nop) },
 			"no name":               func() error { return task.SubStep(ctx, "", nop) },
@@ -113,7 +120,7 @@ func TestSubStepRefused(t *testing.T) {
 		} {
 			require.ErrorIs(t, call(), store.ErrInvalidInput, "a sub-step with %s", name)
 		}
-		for i := range store.MaxSubSteps - 1 {
+		for i := range store.MaxSubSteps - 2 {
 			require.NoError(t, task.SubStep(ctx, fmt.Sprint("part ", i), nop))
 		}
 		assert.ErrorIs(t, task.SubStep(ctx, "one more", nop), store.ErrTooLarge)

@@ -23,7 +23,7 @@ type Task struct {
 
 	mu      sync.Mutex
 	details map[string]any
-	subs    map[string]bool // the sub-steps of the attempt that ended: failed or not
+	subs    map[string]subState // the sub-steps of the step's attempt, by name
 }
 
 // ID returns the task's id.
@@ -67,17 +67,13 @@ func (t *Task) SubStep(ctx context.Context, name string, fn func(ctx context.Con
 			return fmt.Errorf("pipeline: sub-step %q: %w: %w", name, store.ErrInvalidInput, err)
 		}
 	}
-	err := t.beginSub(s)
+	dep, err := t.beginSub(s)
 	if err != nil {
 		return err
 	}
-	for _, d := range s.after {
-		if t.subFailed(d) {
-			err = &DependencyError{Dependency: d}
-			break
-		}
-	}
-	if err == nil {
+	if dep != nil {
+		err = dep
+	} else {
 		t.run.write(tracker.StartSubStep(t.step, name))
 		err = callSub(ctx, fn)
 	}
@@ -93,44 +89,59 @@ func (t *Task) SubStep(ctx context.Context, name string, fn func(ctx context.Con
 	return fmt.Errorf("sub-step %s: %w", name, err)
 }
 
-// beginSub checks sub-step s against the rules of SubStep.
-func (t *Task) beginSub(s step) error {
+// subState is how far a sub-step of a Task has come.
+type subState uint8
+
+const (
+	subRunning subState = iota + 1
+	subSucceeded
+	subFailed
+)
+
+// beginSub checks sub-step s against the rules of SubStep and marks it
+// running, so that a call at the same time by the same name is refused.
+// It returns the error s is refused with, or, if a sub-step s depends on
+// failed, that failure: s is recorded failed and not run.
+func (t *Task) beginSub(s step) (*DependencyError, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	switch {
 	case s.name == "":
-		return fmt.Errorf("pipeline: sub-step without a name: %w", store.ErrInvalidInput)
+		return nil, fmt.Errorf("pipeline: sub-step without a name: %w", store.ErrInvalidInput)
 	case s.timeout != 0 || s.attempts != 1:
-		return fmt.Errorf("pipeline: sub-step %q: Timeout and Retry are options of steps, not of sub-steps: %w", s.name, store.ErrInvalidInput)
+		return nil, fmt.Errorf("pipeline: sub-step %q: Timeout and Retry are options of steps, not of sub-steps: %w", s.name, store.ErrInvalidInput)
 	case len(t.subs) >= store.MaxSubSteps:
-		return fmt.Errorf("pipeline: sub-step %q: step %q ran %d sub-steps already: %w", s.name, t.step, len(t.subs), store.ErrTooLarge)
+		return nil, fmt.Errorf("pipeline: sub-step %q: step %q ran %d sub-steps already: %w", s.name, t.step, len(t.subs), store.ErrTooLarge)
+	case t.subs[s.name] != 0:
+		return nil, fmt.Errorf("pipeline: sub-step %q ran already in step %q: %w", s.name, t.step, store.ErrInvalidInput)
 	}
-	if _, ran := t.subs[s.name]; ran {
-		return fmt.Errorf("pipeline: sub-step %q ran already in step %q: %w", s.name, t.step, store.ErrInvalidInput)
-	}
+	var dep *DependencyError
 	for _, d := range s.after {
-		if _, ran := t.subs[d]; !ran {
-			return fmt.Errorf("pipeline: sub-step %q depends on %q, which has not run in step %q: %w", s.name, d, t.step, store.ErrInvalidInput)
+		switch t.subs[d] {
+		case 0, subRunning:
+			return nil, fmt.Errorf("pipeline: sub-step %q depends on %q, which has not run in step %q: %w", s.name, d, t.step, store.ErrInvalidInput)
+		case subFailed:
+			if dep == nil {
+				dep = &DependencyError{Dependency: d}
+			}
 		}
 	}
-	return nil
+	if t.subs == nil {
+		t.subs = make(map[string]subState)
+	}
+	t.subs[s.name] = subRunning
+	return dep, nil
 }
 
-// subFailed reports whether sub-step name failed.
-func (t *Task) subFailed(name string) bool {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return t.subs[name]
-}
-
-// endSub remembers that sub-step name ended, failed or not.
+// endSub records that sub-step name ended, failed or not.
 func (t *Task) endSub(name string, failed bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.subs == nil {
-		t.subs = make(map[string]bool)
+	state := subSucceeded
+	if failed {
+		state = subFailed
 	}
-	t.subs[name] = failed
+	t.subs[name] = state
 }
 
 // newAttempt forgets the sub-steps of the step's attempt that failed: the
