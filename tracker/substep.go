@@ -80,6 +80,10 @@ func runningStepChange(op, step string, edit func(s *store.Step, at stamp) error
 // that name. A sub-step that has ended is refused with [store.ErrTerminal].
 func subStepChange(op, step, sub string, edit func(s *store.SubStep, at stamp) error) Change {
 	return runningStepChange(op, step, func(s *store.Step, at stamp) error {
+		// The array may be shared with states the Tracker keeps, which
+		// are never edited in place, nor appended to: this change edits a
+		// copy.
+		s.SubSteps = slices.Clone(s.SubSteps)
 		i := slices.IndexFunc(s.SubSteps, func(x store.SubStep) bool { return x.Name == sub })
 		switch {
 		case i >= 0 && s.SubSteps[i].Status.Terminal():
@@ -94,9 +98,6 @@ func subStepChange(op, step, sub string, edit func(s *store.SubStep, at stamp) e
 			i = len(s.SubSteps)
 			s.SubSteps = append(s.SubSteps, store.SubStep{Name: sub, Status: store.StepPending})
 		}
-		// The array may be shared with states the Tracker keeps, which
-		// are never edited in place.
-		s.SubSteps = slices.Clip(slices.Clone(s.SubSteps))
 		return edit(&s.SubSteps[i], at)
 	})
 }
