@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/alicebob/miniredis/v2"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -61,7 +60,7 @@ func TestListSweeps(t *testing.T) {
 
 // storeWithExpired returns a store on miniredis that holds n tasks, old-0
 // and on, which have just expired.
-func storeWithExpired(t *testing.T, n int) (*redisstore.Store, *miniredis.Miniredis) {
+func storeWithExpired(t *testing.T, n int) (*redisstore.Store, *miniServer) {
 	t.Helper()
 	s, mr, _ := newMiniStore(t)
 	now := time.Now()

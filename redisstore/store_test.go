@@ -5,7 +5,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
+	"net"
+	"os"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -20,13 +24,56 @@ import (
 
 // newMiniStore returns a store with the default prefix on a new miniredis
 // server, and the server and client, all closed when t ends.
-func newMiniStore(t *testing.T, opts ...redisstore.Option) (*redisstore.Store, *miniredis.Miniredis, *redis.Client) {
+func newMiniStore(t *testing.T, opts ...redisstore.Option) (*redisstore.Store, *miniServer, *redis.Client) {
 	t.Helper()
-	mr := miniredis.RunT(t)
-	c := newClient(t, mr.Addr())
+	mr := &miniServer{Miniredis: miniredis.RunT(t)}
+	c := redis.NewClient(&redis.Options{Addr: mr.Addr(), Dialer: mr.dial, DisableIdentity: true, ContextTimeoutEnabled: true})
+	t.Cleanup(func() { _ = c.Close() })
 	s, err := redisstore.New(c, opts...)
 	require.NoError(t, err)
 	return s, mr, c
+}
+
+// miniServer is a miniredis server whose Close and Restart stand for an
+// outage of Redis. miniredis's own Restart listens before it knows its
+// commands, and answers a client that connects meanwhile with "unknown
+// command", which no Redis does: a miniServer refuses the connections
+// of the clients that dial through it (see newMiniStore) from Close until
+// Restart has returned.
+type miniServer struct {
+	*miniredis.Miniredis
+
+	mu   sync.RWMutex // held for reading while a client dials
+	down bool
+}
+
+// dial is the clients' dialer: it connects to addr unless the server is
+// down.
+func (m *miniServer) dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	if m.down {
+		return nil, &net.OpError{Op: "dial", Net: network, Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}
+	}
+	return new(net.Dialer).DialContext(ctx, network, addr)
+}
+
+// Close stops the server, and the dials of its clients until Restart.
+func (m *miniServer) Close() {
+	m.mu.Lock()
+	m.down = true
+	m.mu.Unlock()
+	m.Miniredis.Close()
+}
+
+// Restart starts the server again, with its data, and lets its clients
+// connect once it knows its commands.
+func (m *miniServer) Restart() error {
+	err := m.Miniredis.Restart()
+	m.mu.Lock()
+	m.down = false
+	m.mu.Unlock()
+	return err
 }
 
 // newState returns a pending task at version 1, of incarnation "inc-1".
