@@ -186,7 +186,8 @@
 //   - corrupt data, or a key of the wrong type: [store.ErrCorrupt];
 //   - a server that is down, slow or closed (network errors, timeouts,
 //     [redis.ErrClosed], [redis.ErrPoolTimeout]) or that answers LOADING,
-//     READONLY, CLUSTERDOWN, MASTERDOWN or TRYAGAIN, and a Store closed:
+//     READONLY, CLUSTERDOWN, MASTERDOWN, TRYAGAIN, BUSY, OOM, NOREPLICAS,
+//     MISCONF or that it has too many clients, and a Store closed:
 //     [store.ErrUnavailable]; a write that fails this way may or may not
 //     have taken effect;
 //   - a canceled context: [context.Canceled], not ErrUnavailable.

@@ -16,8 +16,16 @@ import (
 // unavailablePrefixes are the server errors that mean Redis cannot answer
 // now but may soon: loading its data, a replica or a cluster without a
 // writable master, a slot being moved (TRYAGAIN, and the MOVED or ASK
-// redirections the client gave up following).
-var unavailablePrefixes = []string{"LOADING", "READONLY", "CLUSTERDOWN", "MASTERDOWN", "TRYAGAIN", "MOVED", "ASK"}
+// redirections the client gave up following), a script running too long
+// (BUSY), memory full (OOM), too few replicas or a failing disk to take a
+// write (NOREPLICAS, MISCONF), and too many clients. A change refused this
+// way is kept and written later, never dropped as if Redis had refused it
+// for good.
+var unavailablePrefixes = []string{
+	"LOADING", "READONLY", "CLUSTERDOWN", "MASTERDOWN", "TRYAGAIN", "MOVED", "ASK",
+	"BUSY", "OOM", "NOREPLICAS", "MISCONF",
+	"max number of clients reached", // after "ERR ", which HasErrorPrefix skips
+}
 
 // classify returns the sentinel error of package store that err, returned
 // by the Redis client, stands for, or nil if none does. A canceled context
