@@ -267,14 +267,20 @@ func TestStreamManyClients(t *testing.T) {
 	defer srv.Close()
 
 	bodies := make([]io.Reader, clients)
+	conns := make([]net.Conn, clients)
 	for i := range bodies {
 		var code int
-		code, bodies[i] = rawStream(t, srv)
+		code, bodies[i], conns[i] = rawStream(t, srv)
 		require.Equal(t, http.StatusOK, code, "client %d", i)
 	}
 	f.store.waitFor(t, clients)
 	require.NoError(t, run.Apply(t.Context(), tracker.SetProgress(store.Progress{Done: 1})))
 	require.NoError(t, run.Apply(t.Context(), tracker.Succeed()))
+	// Connecting every client may have taken most of a guard, on a
+	// loaded machine: each gets a whole one from now to read its events.
+	for _, conn := range conns {
+		require.NoError(t, conn.SetReadDeadline(time.Now().Add(hangGuard)))
+	}
 
 	for i, body := range bodies {
 		var ids []string
@@ -296,9 +302,10 @@ func TestStreamManyClients(t *testing.T) {
 }
 
 // rawStream asks srv for an event stream of task "t" on a connection of
-// its own, without an http.Client, and returns the answer's status code
-// and body. The connection is closed when t ends.
-func rawStream(t *testing.T, srv *httptest.Server) (int, io.Reader) {
+// its own, without an http.Client, and returns the answer's status code,
+// its body and the connection, whose reads end hangGuard from now unless
+// given another deadline. The connection is closed when t ends.
+func rawStream(t *testing.T, srv *httptest.Server) (int, io.Reader, net.Conn) {
 	t.Helper()
 	conn, err := (&net.Dialer{}).DialContext(t.Context(), "tcp", srv.Listener.Addr().String())
 	require.NoError(t, err)
@@ -309,7 +316,7 @@ func rawStream(t *testing.T, srv *httptest.Server) (int, io.Reader) {
 	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
 	require.NoError(t, err)
 	t.Cleanup(func() { resp.Body.Close() })
-	return resp.StatusCode, resp.Body
+	return resp.StatusCode, resp.Body, conn
 }
 
 // smallBuffers is a listener whose connections have small write buffers,
