@@ -70,7 +70,8 @@
 // # Writes
 //
 // Put applies a [store.Write] with one Lua script, run with EVALSHA in one
-// round trip, which keeps the shard's indexes too (see Listing). The script refuses the write with an error reply that
+// round trip (see Batching), which keeps the shard's indexes too (see
+// Listing). The script refuses the write with an error reply that
 // becomes [store.ErrConflict] unless the stored task is the one the write
 // was computed from: none for Prev 0 (version 1 creates a task, a higher
 // version restores one the store lost), or version Prev of the write's
@@ -88,6 +89,18 @@
 // Get is one HGETALL. No write reads the task into Go first, and none uses
 // WATCH/MULTI, so concurrent writers of one task never lose an update and
 // never retry in a storm.
+//
+// # Batching
+//
+// The commands of Gets, Puts and Deletes made at once go to Redis
+// together, in pipelines: a call that finds nothing in flight sends its
+// command at once, and while two pipelines are in flight the calls that
+// come queue and go together in the next, as soon as one is answered. A
+// call alone waits for no timer and no other call; each call gets its own
+// reply and error, and returns by its own deadline. Redis runs the
+// commands of a pipeline one after another, each atomically, as if they
+// had been sent one by one. On a cluster, go-redis sends a pipeline's
+// commands to their nodes, one round trip per node.
 //
 // # Listing
 //

@@ -34,6 +34,7 @@ type Store struct {
 	health  time.Duration
 	logger  *slog.Logger
 
+	batch    batcher // sends the commands of concurrent calls together (batch.go)
 	closed   atomic.Bool
 	watching watching // the watches and what serves them (watch.go)
 }
@@ -59,6 +60,7 @@ func New(client redis.UniversalClient, opts ...Option) (*Store, error) {
 			return nil, err
 		}
 	}
+	s.batch = batcher{client: client, direct: s.direct, timeout: s.timeout}
 	return s, nil
 }
 
@@ -103,16 +105,20 @@ func (s *Store) check(ctx context.Context, op, id string) error {
 	return nil
 }
 
-// Get implements [store.Store] with one HGETALL.
+// Get implements [store.Store] with one HGETALL, in a pipeline with the
+// calls made at once (batch.go).
 func (s *Store) Get(ctx context.Context, id string) (store.State, error) {
 	if err := s.check(ctx, "get", id); err != nil {
 		return store.State{}, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
-	fields, err := call(ctx, s.direct, func(ctx context.Context) (map[string]string, error) {
-		return s.client.HGetAll(ctx, taskKey(s.prefix, id)).Result()
-	})
+	cmd := redis.NewMapStringStringCmd(ctx, "hgetall", taskKey(s.prefix, id))
+	err := s.batch.process(ctx, cmd)
+	var fields map[string]string
+	if err == nil { // else cmd may still be in flight
+		fields, err = cmd.Result()
+	}
 	if err != nil {
 		return store.State{}, wrap(fmt.Sprintf("get %q", id), err)
 	}
@@ -126,7 +132,8 @@ func (s *Store) Get(ctx context.Context, id string) (store.State, error) {
 	return st, nil
 }
 
-// Put implements [store.Store] with one script (see the package doc). A
+// Put implements [store.Store] with one script (see the package doc), in a
+// pipeline with the calls made at once (batch.go). A
 // write that [store.Write.Validate] refuses is refused before any round
 // trip.
 func (s *Store) Put(ctx context.Context, w store.Write) error {
@@ -136,9 +143,23 @@ func (s *Store) Put(ctx context.Context, w store.Write) error {
 	if err := w.Validate(); err != nil {
 		return fmt.Errorf("redisstore: put: %w", err)
 	}
-	data, err := encodeState(w.State)
+	keys, args, err := s.putCall(w)
 	if err != nil {
 		return fmt.Errorf("redisstore: put %q: %w", w.State.ID, err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	if err := s.script(ctx, putScript, keys, args...); err != nil {
+		return wrap(fmt.Sprintf("put %q version %d", w.State.ID, w.State.Version), err)
+	}
+	return nil
+}
+
+// putCall returns the keys and arguments of the put script for w.
+func (s *Store) putCall(w store.Write) (keys []string, args []any, _ error) {
+	data, err := encodeState(w.State)
+	if err != nil {
+		return nil, nil, err
 	}
 	var ttl int64
 	if w.TTL > 0 {
@@ -149,23 +170,24 @@ func (s *Store) Put(ctx context.Context, w store.Write) error {
 		announce = notice{ID: w.State.ID, Version: w.State.Version, Incarnation: w.State.Incarnation}.encode()
 	}
 	st, shard := w.State, shardOf(w.State.ID)
-	keys := []string{taskKey(s.prefix, st.ID), expiryKey(s.prefix, shard)}
-	args := []any{
+	keys = []string{taskKey(s.prefix, st.ID), expiryKey(s.prefix, shard)}
+	args = []any{
 		w.Prev, st.Version, st.Incarnation, data, ttl,
 		writeToken(w.ID), store.MinWriteIDs, announce, eventsChannel(s.prefix, st.ID),
 		indexPrefix(s.prefix, shard), indexField(st), indexEntry(st.CreatedAt, st.ID), string(st.Status),
 		taskPrefix(s.prefix, shard),
 	}
+	return keys, args, nil
+}
 
-	ctx, cancel := context.WithTimeout(ctx, s.timeout)
-	defer cancel()
-	err = exec(ctx, s.direct, func(ctx context.Context) error {
-		return putScript.Run(ctx, s.client, keys, args...).Err()
-	})
+// script runs script with keys and args, in a pipeline with the calls
+// made at once (batch.go), and returns its error.
+func (s *Store) script(ctx context.Context, script *redis.Script, keys []string, args ...any) error {
+	cmd, err := s.batch.run(ctx, script, keys, args...)
 	if err != nil {
-		return wrap(fmt.Sprintf("put %q version %d", w.State.ID, w.State.Version), err)
+		return err
 	}
-	return nil
+	return cmd.Err()
 }
 
 // Delete implements [store.Store] with one script, which also tells the
@@ -177,10 +199,8 @@ func (s *Store) Delete(ctx context.Context, id string) error {
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	shard := shardOf(id)
-	err := exec(ctx, s.direct, func(ctx context.Context) error {
-		return deleteScript.Run(ctx, s.client, []string{taskKey(s.prefix, id), expiryKey(s.prefix, shard)},
-			notice{ID: id}.encode(), eventsChannel(s.prefix, id), indexPrefix(s.prefix, shard), id).Err()
-	})
+	err := s.script(ctx, deleteScript, []string{taskKey(s.prefix, id), expiryKey(s.prefix, shard)},
+		notice{ID: id}.encode(), eventsChannel(s.prefix, id), indexPrefix(s.prefix, shard), id)
 	if err != nil {
 		return wrap(fmt.Sprintf("delete %q", id), err)
 	}
