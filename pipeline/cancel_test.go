@@ -106,10 +106,14 @@ func TestDeadlineFailsTheTask(t *testing.T) {
 	t.Run("MidStep", func(t *testing.T) {
 		f := newFixture(t)
 		late := errors.New("document took too long")
-		ctx, cancel := context.WithTimeoutCause(t.Context(), time.Millisecond, late)
+		// Long enough for step a to start first on a loaded machine:
+		// a deadline before it would skip it (see BetweenSteps).
+		ctx, cancel := context.WithTimeoutCause(t.Context(), 200*time.Millisecond, late)
 		defer cancel()
+		started := false
 		p := newPipeline(t,
 			pipeline.Step("a", func(ctx context.Context, _ *pipeline.Task) error {
+				started = ctx.Err() == nil
 				<-ctx.Done()
 				return ctx.Err()
 			}, pipeline.Timeout(time.Hour)),
@@ -118,6 +122,7 @@ func TestDeadlineFailsTheTask(t *testing.T) {
 		f.create(t, p, "doc")
 
 		err := p.Run(ctx, f.tr, "doc")
+		require.True(t, started, "step a started before the deadline")
 		require.ErrorIs(t, err, context.DeadlineExceeded)
 		require.ErrorIs(t, err, late)
 		st := f.get(t, "doc")
