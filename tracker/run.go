@@ -153,12 +153,10 @@ func (r *Run) apply(ctx context.Context, changes []Change) error {
 		return err
 	}
 	at := r.t.stampFor(ctx)
-	want, err := applyChanges(r.want, changes, at)
-	if err != nil {
+	if err := applyChanges(&r.want, changes, at); err != nil {
 		r.mu.Unlock()
 		return err
 	}
-	r.want = want
 	r.seq++
 	g := &group{seq: r.seq, changes: changes, at: at, ctx: ctx}
 	r.pending = append(r.pending, g)
@@ -286,7 +284,7 @@ func (r *Run) flush(ctx context.Context) error {
 			r.mu.Unlock()
 			err = r.read(ctx)
 		default:
-			w := r.t.seal(r.stored, r.want, r.quiet())
+			w := r.t.seal(r.stored, r.want, r.quiet(), r.t.now().UTC())
 			if r.lost {
 				w.Prev, w.State.Version = 0, r.top+1
 			}
@@ -423,7 +421,7 @@ func (r *Run) read(ctx context.Context) error {
 	r.stored, r.known, r.lost, r.want = cur, true, false, cur
 	kept := r.pending[:0]
 	for _, g := range r.pending {
-		want, err := applyChanges(r.want, g.changes, g.at)
+		err := applyChanges(&r.want, g.changes, g.at)
 		switch {
 		case err != nil && g.changes[0].kind == startChange:
 			// The start was refused: the task is not the Run's to record.
@@ -433,7 +431,6 @@ func (r *Run) read(ctx context.Context) error {
 			r.tell(g, err)
 			continue
 		}
-		r.want = want
 		kept = append(kept, g)
 	}
 	clear(r.pending[len(kept):])
