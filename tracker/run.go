@@ -181,7 +181,7 @@ func (r *Run) apply(ctx context.Context, changes []Change) error {
 	r.mu.Unlock()
 	// A write the caller gives up on is kept: the changes are still made.
 	wctx, cancel := context.WithTimeout(ctx, r.t.timeout)
-	r.flush(wctx)
+	r.flush(wctx, at.now)
 	cancel()
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -264,7 +264,11 @@ func (r *Run) settle(upTo uint64, err error) {
 // returns, or until the Run can record no more. Every group it leaves
 // pending has been told the outcome. The caller has set r.writing, so that
 // no other goroutine flushes the Run meanwhile; flush clears it.
-func (r *Run) flush(ctx context.Context) error {
+//
+// A write made before any other store call is made at now, if it is not
+// zero: the time its caller stamped its changes at, a moment ago. The
+// others are made at the time the clock tells.
+func (r *Run) flush(ctx context.Context, now time.Time) error {
 	resent := false
 	for {
 		r.mu.Lock()
@@ -284,7 +288,10 @@ func (r *Run) flush(ctx context.Context) error {
 			r.mu.Unlock()
 			err = r.read(ctx)
 		default:
-			w := r.t.seal(r.stored, r.want, r.quiet(), r.t.now().UTC())
+			if now.IsZero() {
+				now = r.t.now().UTC()
+			}
+			w := r.t.seal(r.stored, r.want, r.quiet(), now)
 			if r.lost {
 				w.Prev, w.State.Version = 0, r.top+1
 			}
@@ -292,6 +299,7 @@ func (r *Run) flush(ctx context.Context) error {
 			r.mu.Unlock()
 			err = r.put(ctx, w, upTo)
 		}
+		now = time.Time{} // a store call was made: time has passed
 		if err != nil && !resent && ctx.Err() == nil {
 			// Once, at once: a lost reply is most often a passing
 			// blip, and the resend tells whether the write was applied.
