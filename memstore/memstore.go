@@ -293,7 +293,9 @@ func (s *Store) Put(ctx context.Context, w store.Write) error {
 // or nil. The copy keeps e's steps if st has the same: most writes (of
 // progress, result fields, a lease) leave the steps as they are, and
 // copying them is most of what a write allocates. The store never changes
-// a steps array it holds, so two of its states may share one.
+// a steps array it holds, so two of its states may share one. Measured
+// against copying every time (process CPU, 10 interleaved runs each):
+// BenchmarkPut 0.63x, the tracker's BenchmarkTransition 0.78x.
 func (e *entry) copyOf(st store.State) store.State {
 	if e == nil || !sameSteps(e.st.Steps, st.Steps) {
 		return st.Clone()
