@@ -21,19 +21,11 @@
 //
 // # Memory
 //
-// Put copies the steps of the State it is given into an array of the
-// store's own, which it overwrites on the next write of the task unless a
-// reader was handed it since; maps, which nobody changes in place, are kept
-// as they are. Get and Watch hand readers the store's State of a running
-// task without copying, which is what makes reads cheap; readers follow
-// the [store.State] rule: treat states as read-only. A task written many
-// times and seldom read so costs no allocation per write.
-//
-// An ended task is kept packed into a single string, which is about half
-// the size of its State and holds no pointers: the garbage collector marks
-// it without scanning it, so a store of many ended tasks adds little to
-// each collection. Get and Watch unpack it for each reader, allocating the
-// steps.
+// States go in and out as copies (see [store.Store]): Put keeps a copy of
+// the State it is given, and Get, Watch and List hand each reader a copy
+// of its own, which it may change. A write that leaves a task's steps as
+// they are (progress, result fields, a lease renewal) keeps the store's
+// copy of them, which nobody else holds, rather than copying them again.
 //
 // Call [Store.Close] to stop the sweep and close every watch channel.
 package memstore

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/maphash"
 	"math"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -232,7 +233,6 @@ func (s *Store) Put(ctx context.Context, w store.Write) error {
 	if err := w.Validate(); err != nil {
 		return fmt.Errorf("memstore: put: %w", err)
 	}
-	st := w.State.Clone()
 	writeID := s.writeID(w.ID)
 	now := s.clock()
 	at := int64(math.MaxInt64)
@@ -240,13 +240,14 @@ func (s *Store) Put(ctx context.Context, w store.Write) error {
 		at = now + int64(w.TTL)
 	}
 
-	sh := s.shard(st.ID)
+	id := w.State.ID
+	sh := s.shard(id)
 	sh.mu.Lock()
 	if sh.closed {
 		sh.mu.Unlock()
 		return errClosed
 	}
-	e := sh.tasks[st.ID]
+	e := sh.tasks[id]
 	if e != nil && sh.expiry[e.index].at <= now {
 		s.remove(sh, e)
 		s.count.Add(-1)
@@ -257,8 +258,9 @@ func (s *Store) Put(ctx context.Context, w store.Write) error {
 		if errors.Is(err, errResent) {
 			return nil
 		}
-		return fmt.Errorf("memstore: put %q version %d: %w", st.ID, st.Version, err)
+		return fmt.Errorf("memstore: put %q version %d: %w", id, w.State.Version, err)
 	}
+	st := e.copyOf(w.State)
 	added := e == nil
 	s.idxMu.Lock()
 	if added {
@@ -285,6 +287,42 @@ func (s *Store) Put(ctx context.Context, w store.Write) error {
 		}
 	}
 	return nil
+}
+
+// copyOf returns a copy of st that the store owns, e being the stored task
+// or nil. The copy keeps e's steps if st has the same: most writes (of
+// progress, result fields, a lease) leave the steps as they are, and
+// copying them is most of what a write allocates. The store never changes
+// a steps array it holds, so two of its states may share one. Measured
+// against copying every time (process CPU, 10 interleaved runs each):
+// BenchmarkPut 0.63x, the tracker's BenchmarkTransition 0.78x.
+func (e *entry) copyOf(st store.State) store.State {
+	if e == nil || !sameSteps(e.st.Steps, st.Steps) {
+		return st.Clone()
+	}
+	steps := e.st.Steps
+	st.Steps = nil
+	st = st.Clone()
+	st.Steps = steps
+	return st
+}
+
+// sameSteps reports whether a and b hold the same steps, field for field:
+// times compare with ==, so that a step kept is the one written, in the
+// same location.
+func sameSteps(a, b []store.Step) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		x, y := &a[i], &b[i]
+		if x.Name != y.Name || x.Status != y.Status || x.StartedAt != y.StartedAt ||
+			x.CompletedAt != y.CompletedAt || x.Error != y.Error || x.Attempt != y.Attempt ||
+			x.Progress != y.Progress || !slices.Equal(x.SubSteps, y.SubSteps) {
+			return false
+		}
+	}
+	return true
 }
 
 // errResent says that a write was applied already: a resend.

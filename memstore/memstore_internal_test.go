@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"reflect"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -170,4 +172,85 @@ func TestHeapKeepsOrder(t *testing.T) {
 		}
 		check()
 	}
+}
+
+// TestSameStepsSeesEveryField changes each field of a step, and of a
+// sub-step, alone: sameSteps must see each change, or a write that makes
+// only that change would keep the stored steps and lose it.
+func TestSameStepsSeesEveryField(t *testing.T) {
+	at := time.Date(2025, 11, 12, 10, 0, 0, 0, time.UTC)
+	sub := store.SubStep{Name: "chunk", Status: store.StepRunning, StartedAt: at}
+	step := store.Step{Name: "embed", Status: store.StepRunning, StartedAt: at, Attempt: 1,
+		Progress: store.Progress{Done: 1, Total: 2, Message: "m"}, SubSteps: []store.SubStep{sub}}
+	steps := func(s store.Step) []store.Step { return []store.Step{{Name: "first"}, s} }
+	require.True(t, sameSteps(steps(step), steps(step)))
+
+	for i := range reflect.TypeFor[store.Step]().NumField() {
+		changed := step
+		changed.SubSteps = slices.Clone(step.SubSteps)
+		f := reflect.ValueOf(&changed).Elem().Field(i)
+		changeValue(t, f)
+		assert.False(t, sameSteps(steps(step), steps(changed)), "a change of Step.%s alone", reflect.TypeFor[store.Step]().Field(i).Name)
+	}
+	for i := range reflect.TypeFor[store.SubStep]().NumField() {
+		changed := step
+		changed.SubSteps = slices.Clone(step.SubSteps)
+		changeValue(t, reflect.ValueOf(&changed.SubSteps[0]).Elem().Field(i))
+		assert.False(t, sameSteps(steps(step), steps(changed)), "a change of SubStep.%s alone", reflect.TypeFor[store.SubStep]().Field(i).Name)
+	}
+
+	local := step
+	local.StartedAt = at.In(time.FixedZone("CET", 3600))
+	assert.False(t, sameSteps(steps(step), steps(local)), "the same instant in another location is kept as written")
+	assert.False(t, sameSteps(steps(step), steps(step)[:1]), "a step fewer")
+}
+
+// changeValue sets v, a field of a step or a sub-step, to another value.
+func changeValue(t *testing.T, v reflect.Value) {
+	t.Helper()
+	switch x := v.Addr().Interface().(type) {
+	case *time.Time:
+		*x = x.Add(time.Millisecond)
+	case *store.Progress:
+		x.Done++
+	case *[]store.SubStep:
+		*x = append(*x, store.SubStep{Name: "added"})
+	default:
+		switch v.Kind() {
+		case reflect.String:
+			v.SetString(v.String() + "!")
+		case reflect.Int:
+			v.SetInt(v.Int() + 1)
+		default:
+			t.Fatalf("no change known for a field of type %s: teach changeValue, and sameSteps", v.Type())
+		}
+	}
+}
+
+// TestWriteKeepingStepsKeepsNoMemory writes a task twice with the same
+// steps, the second write keeping the store's own: a caller that then
+// changes the steps it wrote changes nothing stored, and a reader that
+// changes those it read neither.
+func TestWriteKeepingStepsKeepsNoMemory(t *testing.T) {
+	s, _ := newTestStore(t)
+	ctx := context.Background()
+	st := task("a")
+	st.Steps = []store.Step{{Name: "a", Status: store.StepRunning, SubSteps: []store.SubStep{{Name: "a1", Status: store.StepRunning}}}}
+	require.NoError(t, s.Put(ctx, store.Write{State: st}))
+	v2 := st.Clone()
+	v2.Version, v2.Progress = 2, store.Progress{Done: 1}
+	require.NoError(t, s.Put(ctx, store.Write{State: v2, Prev: 1}))
+	want := v2.Clone()
+
+	v2.Steps[0].Status = store.StepFailed
+	v2.Steps[0].SubSteps[0].Status = store.StepFailed
+	got, err := s.Get(ctx, "a")
+	require.NoError(t, err)
+	require.True(t, want.Equal(got), "changing a state after Put must not change the stored task")
+
+	got.Steps[0].Status = store.StepSkipped
+	got.Steps[0].SubSteps[0].Status = store.StepSkipped
+	again, err := s.Get(ctx, "a")
+	require.NoError(t, err)
+	require.True(t, want.Equal(again), "changing a state read must not change the stored task")
 }

@@ -153,12 +153,10 @@ func (r *Run) apply(ctx context.Context, changes []Change) error {
 		return err
 	}
 	at := r.t.stampFor(ctx)
-	want, err := applyChanges(r.want, changes, at)
-	if err != nil {
+	if err := applyChanges(&r.want, changes, at); err != nil {
 		r.mu.Unlock()
 		return err
 	}
-	r.want = want
 	r.seq++
 	g := &group{seq: r.seq, changes: changes, at: at, ctx: ctx}
 	r.pending = append(r.pending, g)
@@ -183,7 +181,7 @@ func (r *Run) apply(ctx context.Context, changes []Change) error {
 	r.mu.Unlock()
 	// A write the caller gives up on is kept: the changes are still made.
 	wctx, cancel := context.WithTimeout(ctx, r.t.timeout)
-	r.flush(wctx)
+	r.flush(wctx, at.now)
 	cancel()
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -266,7 +264,11 @@ func (r *Run) settle(upTo uint64, err error) {
 // returns, or until the Run can record no more. Every group it leaves
 // pending has been told the outcome. The caller has set r.writing, so that
 // no other goroutine flushes the Run meanwhile; flush clears it.
-func (r *Run) flush(ctx context.Context) error {
+//
+// A write made before any other store call is made at now, if it is not
+// zero: the time its caller stamped its changes at, a moment ago. The
+// others are made at the time the clock tells.
+func (r *Run) flush(ctx context.Context, now time.Time) error {
 	resent := false
 	for {
 		r.mu.Lock()
@@ -286,7 +288,10 @@ func (r *Run) flush(ctx context.Context) error {
 			r.mu.Unlock()
 			err = r.read(ctx)
 		default:
-			w := r.t.seal(r.stored, r.want, r.quiet())
+			if now.IsZero() {
+				now = r.t.now().UTC()
+			}
+			w := r.t.seal(r.stored, r.want, r.quiet(), now)
 			if r.lost {
 				w.Prev, w.State.Version = 0, r.top+1
 			}
@@ -294,6 +299,7 @@ func (r *Run) flush(ctx context.Context) error {
 			r.mu.Unlock()
 			err = r.put(ctx, w, upTo)
 		}
+		now = time.Time{} // a store call was made: time has passed
 		if err != nil && !resent && ctx.Err() == nil {
 			// Once, at once: a lost reply is most often a passing
 			// blip, and the resend tells whether the write was applied.
@@ -423,7 +429,7 @@ func (r *Run) read(ctx context.Context) error {
 	r.stored, r.known, r.lost, r.want = cur, true, false, cur
 	kept := r.pending[:0]
 	for _, g := range r.pending {
-		want, err := applyChanges(r.want, g.changes, g.at)
+		err := applyChanges(&r.want, g.changes, g.at)
 		switch {
 		case err != nil && g.changes[0].kind == startChange:
 			// The start was refused: the task is not the Run's to record.
@@ -433,7 +439,6 @@ func (r *Run) read(ctx context.Context) error {
 			r.tell(g, err)
 			continue
 		}
-		r.want = want
 		kept = append(kept, g)
 	}
 	clear(r.pending[len(kept):])

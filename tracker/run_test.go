@@ -281,6 +281,35 @@ func TestResentWriteIsAppliedOnce(t *testing.T) {
 	assert.Empty(t, f.reported())
 }
 
+// TestWriteAfterAReadIsMadeAtItsTime: a Run's write conflicts with another
+// writer's, and reading the task again takes a second. The write that
+// follows is made a second after the changes: its time and the lease it
+// renews are those of the write, not of the changes.
+func TestWriteAfterAReadIsMadeAtItsTime(t *testing.T) {
+	f := newFixture(t)
+	fs := &faultyStore{Store: f.store}
+	tr := f.tracker(t, fs, tracker.WithLease(time.Minute))
+	other := f.tracker(t, f.store)
+	ctx := t.Context()
+	require.NoError(t, tr.Apply(ctx, "doc", tracker.Create("a")))
+	run, err := tr.Start(ctx, "doc")
+	require.NoError(t, err)
+	require.NoError(t, other.Apply(ctx, "doc", tracker.SetResult(map[string]any{"other": true})))
+
+	fs.set(func(op string, _ store.Write) fault {
+		if op == "get" {
+			f.clock.Advance(time.Second)
+		}
+		return pass
+	})
+	written := f.clock.Now().Add(time.Second)
+	require.NoError(t, run.Apply(ctx, tracker.SetProgress(store.Progress{Done: 1})))
+	st := f.get(t, "doc")
+	assert.Equal(t, int64(1), st.Progress.Done)
+	assert.Truef(t, st.UpdatedAt.Equal(written), "updated at %v, want the time of the write, %v", st.UpdatedAt, written)
+	assert.Truef(t, st.LeaseUntil.Equal(written.Add(time.Minute)), "lease until %v, want a minute after the write, %v", st.LeaseUntil, written.Add(time.Minute))
+}
+
 // pollingStore answers writes only when their context ends, which it
 // learns by polling Err, never Done: a store that ignores the context's
 // channel.

@@ -247,7 +247,9 @@ func (t *Tracker) apply(ctx context.Context, id string, changes []Change) error 
 			}
 			fresh = true
 		}
-		next, err := applyChanges(cur, changes, t.stampFor(ctx))
+		at := t.stampFor(ctx)
+		next := cur
+		err := applyChanges(&next, changes, at)
 		switch {
 		case err != nil && !fresh:
 			cached = false // refused for a state that may be out of date
@@ -257,7 +259,7 @@ func (t *Tracker) apply(ctx context.Context, id string, changes []Change) error 
 		case err != nil:
 			return err
 		}
-		w := t.seal(cur, next, quiet(changes))
+		w := t.seal(cur, next, quiet(changes), at.now)
 		err = t.store.Put(wctx, w)
 		switch {
 		case err == nil:
@@ -323,9 +325,8 @@ func quiet(changes []Change) bool {
 }
 
 // seal returns the write that makes next, computed from prev, the task's
-// new state: it sets the fields every write sets.
-func (t *Tracker) seal(prev, next store.State, quiet bool) store.Write {
-	now := t.now().UTC()
+// new state, at now: it sets the fields every write sets.
+func (t *Tracker) seal(prev, next store.State, quiet bool, now time.Time) store.Write {
 	// A renewal of a lease that had ended is news: the task was seen
 	// abandoned, and is alive.
 	quiet = quiet && !prev.Abandoned(now)
@@ -340,23 +341,26 @@ func (t *Tracker) seal(prev, next store.State, quiet bool) store.Write {
 	return store.Write{State: next, Prev: prev.Version, TTL: t.ttl, ID: newID(), Quiet: quiet}
 }
 
-// applyChanges returns cur with changes applied, in order, at at. If one
-// is refused, it returns its error, named after it if there are several.
-// cur is left as it is: the changes copy what they edit (see ownSteps).
-func applyChanges(cur store.State, changes []Change, at stamp) (store.State, error) {
-	next := cur
+// applyChanges applies changes to st, in order, at at. If one is refused,
+// it leaves st as it was and returns its error, named after it if there
+// are several. The changes copy what they edit (see ownSteps), so the
+// states st was made from, which share its arrays and maps, stay as they
+// are.
+func applyChanges(st *store.State, changes []Change, at stamp) error {
+	prev := *st
 	for _, c := range changes {
-		if err := c.apply(&next, at); err != nil {
+		if err := c.apply(st, at); err != nil {
+			*st = prev
 			if len(changes) > 1 {
 				err = fmt.Errorf("%s: %w", c.op, err)
 			}
-			return cur, err
+			return err
 		}
 	}
-	if next.CorrelationID == "" {
-		next.CorrelationID = at.correlation
+	if st.CorrelationID == "" {
+		st.CorrelationID = at.correlation
 	}
-	return next, nil
+	return nil
 }
 
 // checkChanges reports whether changes can be applied to task id, by id

@@ -140,7 +140,7 @@ func (q *waiting) flush(r *Run) error {
 	}
 	ctx, cancel := context.WithTimeout(q.ctx, t.timeout)
 	defer cancel()
-	return r.flush(ctx) // which ends the wait once nothing is left
+	return r.flush(ctx, time.Time{}) // which ends the wait once nothing is left
 }
 
 // Close writes the changes that wait for the store to answer, until ctx
