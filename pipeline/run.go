@@ -370,12 +370,13 @@ func (r *run) halt(err error, log bool) {
 		return
 	}
 	r.halted = fmt.Errorf("pipeline: %w", err)
-	r.mu.Unlock()
-	r.stop(r.halted)
 	if log {
+		// Under r.mu: a Run that sees it halted has logged why.
 		slog.WarnContext(r.rec, "pipeline: run stopped: the task is no longer its to record",
 			slog.String("task_id", r.id), slog.Any("err", err))
 	}
+	r.mu.Unlock()
+	r.stop(r.halted)
 }
 
 // watch follows the task for what ends the run from outside: a cancel
