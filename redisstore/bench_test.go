@@ -147,7 +147,7 @@ func storeWriter(b *testing.B, c *redis.Client, prefix, id string) writer {
 // pipelineWriter writes the same bytes as the store with HSET and PEXPIRE in
 // one pipeline: one round trip, no compare-and-set, no notification.
 func pipelineWriter(b *testing.B, c *redis.Client, prefix, id string) writer {
-	return rawWriter(c, prefix, id, func(ctx context.Context, key string, version int64, data []byte) error {
+	return rawWriter(prefix, id, func(ctx context.Context, key string, version int64, data []byte) error {
 		_, err := c.Pipelined(ctx, func(p redis.Pipeliner) error {
 			p.HSet(ctx, key, "version", version, "state", data)
 			p.PExpire(ctx, key, benchTTL)
@@ -159,7 +159,7 @@ func pipelineWriter(b *testing.B, c *redis.Client, prefix, id string) writer {
 
 // rawWriter makes each write of task id the next state's version and
 // JSON, written to the task's key by send.
-func rawWriter(c *redis.Client, prefix, id string, send func(ctx context.Context, key string, version int64, data []byte) error) writer {
+func rawWriter(prefix, id string, send func(ctx context.Context, key string, version int64, data []byte) error) writer {
 	key := redisstore.TaskKey(prefix, id)
 	st := benchState(id)
 	return func(ctx context.Context) error {

@@ -81,7 +81,7 @@ func trackerWriter(b *testing.B, tr *tracker.Tracker, id string) writer {
 
 // hsetWriter writes each transition's state with one HSET.
 func hsetWriter(c *redis.Client, prefix, id string) writer {
-	return rawWriter(c, prefix, id, func(ctx context.Context, key string, version int64, data []byte) error {
+	return rawWriter(prefix, id, func(ctx context.Context, key string, version int64, data []byte) error {
 		return c.HSet(ctx, key, "version", version, "state", data).Err()
 	})
 }
