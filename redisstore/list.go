@@ -344,35 +344,14 @@ type scriptCall struct {
 // error of a call. The calls that find the script missing from a server's
 // cache are sent again with the script's text, which caches it.
 func (s *Store) runEach(ctx context.Context, script *redis.Script, calls []scriptCall) ([]any, error) {
-	cmds := make([]*redis.Cmd, len(calls))
-	_, err := s.client.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for i, c := range calls {
-			cmds[i] = script.EvalSha(ctx, p, c.keys, c.args...)
-		}
-		return nil
-	})
-	if err != nil && !redis.HasErrorPrefix(err, "NOSCRIPT") {
-		return nil, err
+	batch := make([]*queued, len(calls))
+	for i, c := range calls {
+		batch[i] = &queued{ctx: ctx, script: script, keys: c.keys, args: c.args}
 	}
-	var missing []int
-	for i, cmd := range cmds {
-		if redis.HasErrorPrefix(cmd.Err(), "NOSCRIPT") {
-			missing = append(missing, i)
-		}
-	}
-	if len(missing) > 0 {
-		_, err := s.client.Pipelined(ctx, func(p redis.Pipeliner) error {
-			for _, i := range missing {
-				cmds[i] = script.Eval(ctx, p, calls[i].keys, calls[i].args...)
-			}
-			return nil
-		})
-		if err != nil {
-			return nil, err
-		}
-	}
-	replies := make([]any, len(cmds))
-	for i, cmd := range cmds {
+	s.batch.send(ctx, batch)
+	replies := make([]any, len(batch))
+	for i, q := range batch {
+		cmd := q.cmd.(*redis.Cmd)
 		if err := cmd.Err(); err != nil {
 			return nil, err
 		}
