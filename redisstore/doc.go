@@ -90,6 +90,11 @@
 // WATCH/MULTI, so concurrent writers of one task never lose an update and
 // never retry in a storm.
 //
+// The store keeps the state it decoded last of each task it read, up to
+// 4 MiB of their JSON: a Get, a watch or a listing that reads the same
+// JSON again returns a copy of that state without decoding it, so that a
+// task polled by many clients is decoded once a version.
+//
 // # Batching
 //
 // The commands of Gets, Puts and Deletes made at once go to Redis

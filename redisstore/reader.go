@@ -177,14 +177,14 @@ func (s *Store) readTasks(ctx context.Context, topics []*topic) []taskRead {
 		if cmds != nil { // else the round trip failed, or was left to finish alone
 			fields, err = cmds[i].Result()
 		}
-		reads[i] = decodeRead(t.id, fields, err)
+		reads[i] = s.decodeRead(t.id, fields, err)
 	}
 	return reads
 }
 
 // decodeRead returns the outcome of a read of task id that returned the
 // fields of its hash, or failed with err.
-func decodeRead(id string, fields map[string]string, err error) taskRead {
+func (s *Store) decodeRead(id string, fields map[string]string, err error) taskRead {
 	op := fmt.Sprintf("watch %q", id)
 	if err != nil {
 		return taskRead{err: wrap(op, err)}
@@ -192,7 +192,7 @@ func decodeRead(id string, fields map[string]string, err error) taskRead {
 	if len(fields) == 0 {
 		return taskRead{err: fmt.Errorf("redisstore: %s: %w", op, store.ErrNotFound)}
 	}
-	st, err := decodeState(id, fields)
+	st, err := s.decoded.decodeState(id, fields)
 	if err == nil {
 		var announced int64
 		if announced, err = announcedVersion(fields, st.Version); err == nil {

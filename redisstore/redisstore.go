@@ -34,7 +34,8 @@ type Store struct {
 	health  time.Duration
 	logger  *slog.Logger
 
-	batch    batcher // sends the commands of concurrent calls together (batch.go)
+	batch    batcher       // sends the commands of concurrent calls together (batch.go)
+	decoded  decodedStates // the states decoded last (decoded.go)
 	closed   atomic.Bool
 	watching watching // the watches and what serves them (watch.go)
 }
@@ -125,7 +126,7 @@ func (s *Store) Get(ctx context.Context, id string) (store.State, error) {
 	if len(fields) == 0 {
 		return store.State{}, fmt.Errorf("redisstore: get %q: %w", id, store.ErrNotFound)
 	}
-	st, err := decodeState(id, fields)
+	st, err := s.decoded.decodeState(id, fields)
 	if err != nil {
 		return store.State{}, fmt.Errorf("redisstore: get %q: %w", id, err)
 	}
