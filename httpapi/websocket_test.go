@@ -576,6 +576,104 @@ func TestClientFollowReconnects(t *testing.T) {
 	assert.Equal(t, int32(2), connections.Load())
 }
 
+// dropper is an HTTP client whose connections a test cuts as a network
+// failure or a dead server would: without a close message.
+type dropper struct {
+	mu     sync.Mutex
+	conns  []net.Conn
+	dialed int
+}
+
+func (d *dropper) client() *http.Client {
+	var dialer net.Dialer
+	return &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := dialer.DialContext(ctx, network, addr)
+		if err == nil {
+			d.mu.Lock()
+			d.conns = append(d.conns, c)
+			d.dialed++
+			d.mu.Unlock()
+		}
+		return c, err
+	}}}
+}
+
+// drop cuts every connection made so far.
+func (d *dropper) drop() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, c := range d.conns {
+		_ = c.Close()
+	}
+	d.conns = nil
+}
+
+// TestClientFollowReconnectsAfterDrop cuts the client's connection after
+// the first document: the client connects again and gets each later
+// document once, in order.
+func TestClientFollowReconnectsAfterDrop(t *testing.T) {
+	f := newFixture(t)
+	run := f.running(t, "t")
+	srv := f.wsServer(t)
+	var d dropper
+	c := httpapi.Client{BaseURL: srv.URL, HTTPClient: d.client()}
+
+	var got []int64
+	for doc, err := range c.Follow(t.Context(), "/tasks/t/ws") {
+		require.NoError(t, err)
+		got = append(got, doc.Version)
+		switch len(got) {
+		case 1:
+			d.drop()
+			require.NoError(t, run.Apply(t.Context(), tracker.SetProgress(store.Progress{Done: 1})))
+		case 2:
+			require.NoError(t, run.Apply(t.Context(), tracker.Succeed()))
+		}
+	}
+	v := f.version(t, "t")
+	assert.Equal(t, []int64{v - 2, v - 1, v}, got, "each document once, in order")
+	assert.Equal(t, 2, d.dialed, "one connection again after the drop")
+	f.store.waitFor(t, 0)
+
+	t.Run("FollowTasks", func(t *testing.T) {
+		runs := map[string]*tracker.Run{"a": f.running(t, "a"), "b": f.running(t, "b")}
+		var d dropper
+		c := httpapi.Client{BaseURL: srv.URL, HTTPClient: d.client()}
+		got := map[string][]store.Status{}
+		n := 0
+		for doc, err := range c.FollowTasks(t.Context(), "/tasks/ws", "a", "b") {
+			require.NoError(t, err)
+			got[doc.ID] = append(got[doc.ID], doc.Status)
+			if n++; n == 2 { // both tasks' first documents
+				d.drop()
+				for _, run := range runs {
+					require.NoError(t, run.Apply(t.Context(), tracker.Succeed()))
+				}
+			}
+		}
+		assert.Equal(t, map[string][]store.Status{
+			"a": {store.StatusRunning, store.StatusSuccess},
+			"b": {store.StatusRunning, store.StatusSuccess},
+		}, got, "each task's documents once, in order")
+		assert.Equal(t, 2, d.dialed, "one connection again after the drop")
+		f.store.waitFor(t, 0)
+	})
+	t.Run("no server at first", func(t *testing.T) {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		require.NoError(t, err)
+		addr := ln.Addr().String()
+		require.NoError(t, ln.Close()) // nothing listens there now
+		c := httpapi.Client{BaseURL: "http://" + addr}
+		errs := 0
+		for doc, err := range c.Follow(t.Context(), "/tasks/t/ws") {
+			require.Error(t, err, "a connection refused before any document is an error, not retried")
+			assert.Zero(t, doc.Version)
+			errs++
+		}
+		assert.Equal(t, 1, errs)
+	})
+}
+
 // TestWebSocketPing pings two clients after a heartbeat's time: the one
 // that reads answers and stays, the one that does not is cut off once
 // the write timeout passes without its pong, and its watch is freed.

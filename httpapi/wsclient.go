@@ -19,12 +19,14 @@ import (
 // an http: or https: one that is taken to mean the same, resolved against
 // BaseURL if it is relative.
 //
-// When the server goes away (close code 1001, at its shutdown) or its
-// store is down (4503), Follow connects again after a pause, resuming
-// after the last document it yielded, until ctx ends. It stops at the
-// first other error, which it yields with a zero Document: a close for an
-// unknown task, or a refused handshake, is a [*ResponseError], which
-// wraps [store.ErrNotFound] for 404. When ctx ends it yields ctx's error.
+// When the server goes away (close code 1001, at its shutdown), its
+// store is down (4503), or, once a document has come, the connection is
+// lost or cannot be made again (the network failed, or the server died),
+// Follow connects again after a pause, resuming after the last document
+// it yielded, until ctx ends. It stops at the first other error, which it
+// yields with a zero Document: a close for an unknown task, or a refused
+// handshake, is a [*ResponseError], which wraps [store.ErrNotFound] for
+// 404. When ctx ends it yields ctx's error.
 func (c *Client) Follow(ctx context.Context, wsURL string) iter.Seq2[Document, error] {
 	return func(yield func(Document, error) bool) {
 		u, err := c.resolveWS(wsURL)
@@ -42,7 +44,7 @@ func (c *Client) Follow(ctx context.Context, wsURL string) iter.Seq2[Document, e
 				yield(Document{}, context.Cause(ctx))
 				return
 			}
-			if !reconnects(err) {
+			if !reconnects(err, last.Version > 0) {
 				yield(Document{}, err)
 				return
 			}
@@ -70,12 +72,28 @@ func (c *Client) resolveWS(wsURL string) (*url.URL, error) {
 	return u, nil
 }
 
-// reconnects reports whether Follow connects again after err: the server
-// went away, or its store is down.
-func reconnects(err error) bool {
+// errConnLost marks the errors of a connection that could not be made, or
+// that ended without a close message.
+var errConnLost = errors.New("connection lost")
+
+// reconnects reports whether Follow and FollowTasks connect again after
+// err: the server went away, its store is down, or, once a document has
+// come (seen), the connection was lost.
+func reconnects(err error, seen bool) bool {
 	var re *ResponseError
 	return websocket.CloseStatus(err) == websocket.StatusGoingAway ||
-		(errors.As(err, &re) && re.StatusCode == http.StatusServiceUnavailable)
+		(errors.As(err, &re) && re.StatusCode == http.StatusServiceUnavailable) ||
+		(seen && errors.Is(err, errConnLost))
+}
+
+// connError returns err, met on the connection to u, marked with
+// errConnLost unless the server closed the connection.
+func connError(u *url.URL, err error) error {
+	var ce websocket.CloseError
+	if errors.As(err, &ce) {
+		return fmt.Errorf("httpapi: follow %s: %w", u, err)
+	}
+	return fmt.Errorf("httpapi: follow %s: %w: %w", u, errConnLost, err)
 }
 
 // followOnce connects to u, resuming after last, and yields the documents
@@ -126,7 +144,7 @@ func (c *Client) dial(ctx context.Context, u *url.URL) (*websocket.Conn, error) 
 			_ = resp.Body.Close() // Dial has read the body
 			return nil, &ResponseError{StatusCode: resp.StatusCode}
 		}
-		return nil, fmt.Errorf("httpapi: follow %s: %w", u, err)
+		return nil, connError(u, err)
 	}
 	conn.SetReadLimit(maxDocumentSize)
 	return conn, nil
@@ -138,7 +156,7 @@ func (c *Client) dial(ctx context.Context, u *url.URL) (*websocket.Conn, error) 
 func websocketEnd(u *url.URL, err error) (done bool, _ error) {
 	var ce websocket.CloseError
 	if !errors.As(err, &ce) {
-		return false, fmt.Errorf("httpapi: follow %s: %w", u, err)
+		return false, connError(u, err)
 	}
 	if ce.Code == websocket.StatusNormalClosure {
 		return true, nil
@@ -158,11 +176,12 @@ func websocketEnd(u *url.URL, err error) (done bool, _ error) {
 //
 // When the server refuses a task (it is unknown, or the store is down),
 // FollowTasks yields a [*ResponseError] with a Document whose ID names
-// the task, and follows the others. When the server goes away (close code
-// 1001), it connects again after a pause and subscribes again, each task
-// from the last document it yielded. It stops at the first other error
-// of the connection, which it yields with a zero Document, and when ctx
-// ends, yielding ctx's error.
+// the task, and follows the others. When the server goes away, its store
+// is down or the connection is lost, as [Client.Follow] tells, it
+// connects again after a pause and subscribes again, each task from the
+// last document it yielded. It stops at the first other error of the
+// connection, which it yields with a zero Document, and when ctx ends,
+// yielding ctx's error.
 func (c *Client) FollowTasks(ctx context.Context, wsURL string, ids ...string) iter.Seq2[Document, error] {
 	return func(yield func(Document, error) bool) {
 		u, err := c.resolveWS(wsURL)
@@ -174,8 +193,12 @@ func (c *Client) FollowTasks(ctx context.Context, wsURL string, ids ...string) i
 		for _, id := range ids {
 			last[id] = Document{}
 		}
+		seen := false // whether a document has come
 		for len(last) > 0 {
-			done, err := c.followTasksOnce(ctx, u, last, yield)
+			done, err := c.followTasksOnce(ctx, u, last, func(doc Document, err error) bool {
+				seen = seen || err == nil
+				return yield(doc, err)
+			})
 			if done {
 				return
 			}
@@ -183,7 +206,7 @@ func (c *Client) FollowTasks(ctx context.Context, wsURL string, ids ...string) i
 			case ctx.Err() != nil:
 				yield(Document{}, context.Cause(ctx))
 				return
-			case websocket.CloseStatus(err) != websocket.StatusGoingAway:
+			case !reconnects(err, seen):
 				yield(Document{}, err)
 				return
 			}
@@ -222,13 +245,13 @@ func (c *Client) followTasksOnce(ctx context.Context, u *url.URL, last map[strin
 		}
 		msg, _ := json.Marshal(cmd) // cannot fail: strings
 		if err := conn.Write(ctx, websocket.MessageText, msg); err != nil {
-			return false, fmt.Errorf("httpapi: follow %s: %w", u, err)
+			return false, connError(u, err)
 		}
 	}
 	for len(last) > 0 {
 		_, msg, err := conn.Read(ctx)
 		if err != nil {
-			return false, fmt.Errorf("httpapi: follow %s: %w", u, err)
+			return false, connError(u, err)
 		}
 		var m wsMessage
 		if err := json.Unmarshal(msg, &m); err != nil {
