@@ -27,7 +27,12 @@ import (
 // queue. Creations (Prev 0) and the writes of a TxStore are sent alone.
 
 // maxSending is how many statements of updates a Store has in flight at
-// most, each on a connection of the pool.
+// most, each on a connection of the pool. In BenchmarkWrite (32 tasks),
+// one made the most writes a second (1.78 times the floor, against 1.42
+// with two and 1.24 with three, medians of 9 interleaved rounds): the
+// fewer statements, the more writes each. Two are kept all the same, so
+// that updates go on while a statement waits, on a row lock another
+// transaction holds or on a slow commit.
 const maxSending = 2
 
 // maxBatch is how many writes one statement makes at most.

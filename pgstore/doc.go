@@ -82,8 +82,10 @@
 // ([WithTimeout]). If it fails because the server cannot answer, each
 // call gets its error, wrapping [store.ErrUnavailable]; if it fails
 // otherwise (an error that a write of it may have caused), each write is
-// sent again alone, so that only the one at fault fails. Creations and
-// the writes of a [TxStore] are statements of their own.
+// sent again alone, so that only the one at fault fails. A write whose
+// task another transaction holds locked (such as a [TxStore]'s, until it
+// ends) holds up the other writes of its statement until then. Creations
+// and the writes of a TxStore are statements of their own.
 //
 // The server's CPU is what bounds writes: a statement of many writes
 // spends much less a write than a statement each (opening the tables and
