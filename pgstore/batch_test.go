@@ -36,8 +36,11 @@ type holdUpdates struct {
 
 func (h *holdUpdates) TraceQueryStart(ctx context.Context, _ *pgx.Conn, data pgx.TraceQueryStartData) context.Context {
 	h.mu.Lock()
-	ids := pgstore.Updated(h.schema, data.SQL, data.Args)
-	if h.schema == "" || ids == nil {
+	var ids []string
+	if h.schema != "" {
+		ids = pgstore.Updated(h.schema, data.SQL, data.Args)
+	}
+	if ids == nil {
 		h.mu.Unlock()
 		return ctx
 	}
