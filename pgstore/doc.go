@@ -38,9 +38,10 @@
 // (lease_min, expires_min) beside their exact values, and the tasks table
 // leaves room on each page (fillfactor 70). The history has two indexes:
 // by task, and a BRIN index of its time for the reaper. With the expiry
-// indexed exactly, a benchmark of 32 tasks measured writes at 0.66 times
-// the throughput of a raw single-row UPDATE, and at 0.73 without that
-// index; BENCHMARKS.md has the figures, and what a history row costs.
+// indexed exactly, a benchmark of 32 tasks, each write a statement of its
+// own, measured writes at 0.66 times the throughput of a raw single-row
+// UPDATE, and at 0.73 without that index; BENCHMARKS.md has the figures,
+// and what a history row costs.
 //
 // # Writes
 //
@@ -49,15 +50,47 @@
 // INSERT ... ON CONFLICT for a write with Prev 0), which also pushes the
 // write's id onto the task's latest [store.MinWriteIDs], and, in a CTE of
 // the same statement, the INSERT of the history row, so that a write and
-// its history commit together. A write that matches no row costs a second
-// statement, which looks for its id among the task's latest: a write that
-// was applied and is resent (its reply was lost) succeeds and changes
+// its history commit together. Updates made at once share a statement
+// (see Batching). A write that matches no row costs a second statement,
+// which looks for its id among the task's latest: a write that was
+// applied and is resent (its reply was lost) succeeds and changes
 // nothing; any other is refused with [store.ErrConflict].
 //
 // Expiry is a column: a task whose time to live has passed is not read,
 // listed, counted or updated, and can be created again, whether or not
 // the reaper has removed it yet. Times to live are counted on the
 // store's clock ([WithClock]).
+//
+// # Batching
+//
+// The updates (Prev > 0) of the Puts made at once on a Store go to
+// PostgreSQL together: a call that finds nothing in flight sends its
+// update at once, alone, and while two statements are in flight the
+// updates that come queue and go together in the next, as soon as one
+// ends: at most 64, and one of each task (a second waits for a later
+// statement). A call alone waits for no timer and no other call. The
+// statement is the UPDATE of every write with their values as arrays
+// (UPDATE ... FROM unnest(...)), with the INSERT of their history rows:
+// one round trip, one transaction, one commit. It applies each write
+// whose task is at the version and incarnation the write was computed
+// from, as if each had been sent alone, and tells each call whether its
+// own applied. Each call returns by its own deadline: a call whose
+// context ends while it waits leaves the queue and is never sent; one
+// whose context ends while its statement is in flight returns its
+// context's error, and its write may have been applied, as for any write
+// that times out. The statement itself ends by the store's timeout
+// ([WithTimeout]). If it fails because the server cannot answer, each
+// call gets its error, wrapping [store.ErrUnavailable]; if it fails
+// otherwise (an error that a write of it may have caused), each write is
+// sent again alone, so that only the one at fault fails. A write whose
+// task another transaction holds locked (such as a [TxStore]'s, until it
+// ends) holds up the other writes of its statement until then. Creations
+// and the writes of a TxStore are statements of their own.
+//
+// The server's CPU is what bounds writes: a statement of many writes
+// spends much less a write than a statement each (opening the tables and
+// their indexes, committing), so that 32 tasks written at once go faster
+// than a raw single-row UPDATE each (see BENCHMARKS.md).
 //
 // # History and retention
 //

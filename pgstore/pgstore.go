@@ -48,6 +48,7 @@ type Store struct {
 	stopBG context.CancelFunc
 	done   sync.WaitGroup // the background goroutines
 	watch  watching       // the watches and their poller (watch.go)
+	batch  batcher        // sends the updates of concurrent Puts together (batch.go)
 }
 
 // New returns a Store that keeps tasks in pool's database, in the tables
@@ -76,6 +77,7 @@ func New(pool *pgxpool.Pool, opts ...Option) (*Store, error) {
 		}
 	}
 	s.q = newQueries(s.schema)
+	s.batch = batcher{pool: pool, q: &s.q, timeout: s.timeout}
 	s.watch.watches = make(map[*watcher]struct{})
 	s.bg, s.stopBG = context.WithCancel(context.Background())
 	s.done.Go(func() { s.every(s.poll, s.pollOnce) })
@@ -86,15 +88,17 @@ func New(pool *pgxpool.Pool, opts ...Option) (*Store, error) {
 }
 
 // Close stops the reaper and ends every watch (their channels are
-// closed), waits for the goroutines that ran them, and makes every later
-// call return an error wrapping [store.ErrUnavailable]. It does not close
-// the pool, which the Store does not own. Calling Close again does
-// nothing.
+// closed), waits for the goroutines that ran them and for the statements
+// in flight of queued Puts, and makes every Put still queued (see
+// Batching) and every later call return an error wrapping
+// [store.ErrUnavailable]. It does not close the pool, which the Store
+// does not own. Calling Close again does nothing.
 func (s *Store) Close() error {
 	if s.closed.Swap(true) {
 		return nil
 	}
 	s.stopBG()
+	s.batch.close()
 	s.watch.mu.Lock()   // a Watch that saw the store open has started its goroutine
 	s.watch.mu.Unlock() //nolint:staticcheck // an empty critical section, as a barrier
 	s.done.Wait()
@@ -170,15 +174,16 @@ func decodeRow(id string, inc []byte, version int64, data string) (store.State, 
 }
 
 // Put implements [store.Store] with one statement, which writes the task
-// and, unless the write is quiet, its history row (see the package doc).
-// A write that is refused costs a second statement, which looks for its
-// id among the task's latest. A write that [store.Write.Validate] refuses
-// is refused before any round trip.
+// and, unless the write is quiet, its history row (see the package doc);
+// the updates of calls made at once share a statement (see Batching). A
+// write that is refused costs a second statement, which looks for its id
+// among the task's latest. A write that [store.Write.Validate] refuses is
+// refused before any round trip.
 func (s *Store) Put(ctx context.Context, w store.Write) error {
-	return s.put(ctx, s.pool, w)
+	return s.put(ctx, s.pool, &s.batch, w)
 }
 
-func (s *Store) put(ctx context.Context, db querier, w store.Write) error {
+func (s *Store) put(ctx context.Context, db querier, batch *batcher, w store.Write) error {
 	ctx, cancel, err := s.begin(ctx, "put", w.State.ID)
 	if err != nil {
 		return err
@@ -187,18 +192,13 @@ func (s *Store) put(ctx context.Context, db querier, w store.Write) error {
 	if err := w.Validate(); err != nil {
 		return fmt.Errorf("pgstore: put: %w", err)
 	}
-	now := s.now()
-	args, err := writeArgs(w, now)
+	r, err := newRow(w, s.now())
 	if err != nil {
 		return fmt.Errorf("pgstore: put %q: %w", w.State.ID, err)
 	}
-	sql := s.q.update
-	if w.Prev == 0 {
-		sql = s.q.insert
-	}
 	op := func() string { return fmt.Sprintf("put %q version %d", w.State.ID, w.State.Version) }
-	var applied bool
-	if err := db.QueryRow(ctx, sql, args...).Scan(&applied); err != nil {
+	applied, err := s.write(ctx, db, batch, &r)
+	if err != nil {
 		return wrap(op(), err)
 	}
 	if applied {
@@ -206,7 +206,7 @@ func (s *Store) put(ctx context.Context, db querier, w store.Write) error {
 	}
 	if w.ID != "" {
 		var resent bool
-		err := db.QueryRow(ctx, s.q.resent, w.State.ID, []byte(w.ID), now).Scan(&resent)
+		err := db.QueryRow(ctx, s.q.resent, w.State.ID, r.writeID, r.at).Scan(&resent)
 		switch {
 		case err == nil && resent:
 			return nil
@@ -217,32 +217,82 @@ func (s *Store) put(ctx context.Context, db querier, w store.Write) error {
 	return fmt.Errorf("pgstore: %s: %w", op(), store.ErrConflict)
 }
 
-// writeArgs returns the arguments of updateSQL and insertSQL for w, made
-// at now.
-func writeArgs(w store.Write, now time.Time) ([]any, error) {
+// write makes r and reports whether it applied: an update given a
+// batcher through it, with the updates of other calls (batch.go), and any
+// other write in a statement of its own on db.
+func (s *Store) write(ctx context.Context, db querier, batch *batcher, r *row) (bool, error) {
+	if batch != nil && r.prev > 0 {
+		applied, err := batch.update(ctx, r)
+		if !errors.Is(err, errAlone) {
+			return applied, err
+		}
+	}
+	sql := s.q.update
+	if r.prev == 0 {
+		sql = s.q.insert
+	}
+	return writeRow(ctx, db, sql, r)
+}
+
+// writeRow makes r on db with sql, updateSQL or insertSQL, and reports
+// whether it applied.
+func writeRow(ctx context.Context, db querier, sql string, r *row) (bool, error) {
+	var applied bool
+	err := db.QueryRow(ctx, sql, r.args()...).Scan(&applied)
+	return applied, err
+}
+
+// row is a write as the values of its task's row: the arguments of the
+// statements that make it.
+type row struct {
+	id        string
+	prev      int64 // the version the write was computed from
+	version   int64
+	inc       []byte
+	status    string
+	kind      string
+	labels    []string
+	createdNS int64
+	leaseNS   *int64     // NULL: ended, or no lease
+	expires   *time.Time // NULL: never
+	state     string     // the JSON of the store.State
+	announce  bool       // watchers are told of it: not quiet
+	writeID   []byte     // NULL: a write never resent keeps no id
+	at        time.Time  // when it was made
+}
+
+// newRow returns the row of w, made at now.
+func newRow(w store.Write, now time.Time) (row, error) {
 	st := w.State
 	data, err := statejson.Encode(st)
 	if err != nil {
-		return nil, err
+		return row{}, err
 	}
-	var lease *int64 // NULL: ended, or no lease
+	r := row{
+		id: st.ID, prev: w.Prev, version: st.Version, inc: []byte(st.Incarnation), status: string(st.Status),
+		kind: st.Kind, labels: labels(st.Labels), createdNS: st.CreatedAt.UnixNano(), state: string(data),
+		announce: !w.Quiet, at: now,
+	}
 	if !st.Status.Terminal() && !st.LeaseUntil.IsZero() {
 		ns := st.LeaseUntil.UnixNano()
-		lease = &ns
+		r.leaseNS = &ns
 	}
-	var expires *time.Time // NULL: never
 	if w.TTL > 0 {
 		at := now.Add(w.TTL)
-		expires = &at
+		r.expires = &at
 	}
-	var writeID []byte // NULL: a write never resent keeps no id
 	if w.ID != "" {
-		writeID = []byte(w.ID)
+		r.writeID = []byte(w.ID)
 	}
+	return r, nil
+}
+
+// args returns the arguments of updateSQL and insertSQL for r.
+func (r *row) args() []any {
 	return []any{
-		st.ID, w.Prev, st.Version, []byte(st.Incarnation), string(st.Status), st.Kind, labels(st.Labels),
-		st.CreatedAt.UnixNano(), lease, expires, string(data), !w.Quiet, writeID, store.MinWriteIDs, now,
-	}, nil
+		r.id, r.prev, r.version, r.inc, r.status, r.kind, r.labels,
+		r.createdNS, r.leaseNS, r.expires, r.state, r.announce, r.writeID, store.MinWriteIDs, r.at,
+	}
 }
 
 // labels returns the labels column of m: "key=value" each, in no order.

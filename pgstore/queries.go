@@ -3,14 +3,15 @@ package pgstore
 // queries are the statements of a Store, on the tables of its schema. The
 // tables are described in migrations/.
 type queries struct {
-	get, update, insert, resent, delete   string
-	history, reapTasks, reapHistory, poll string
+	get, update, updateBatch, insert, resent, delete string
+	history, reapTasks, reapHistory, poll            string
 }
 
 func newQueries(schema string) queries {
 	return queries{
 		get:         qualify(schema, getSQL),
 		update:      qualify(schema, updateSQL),
+		updateBatch: qualify(schema, updateBatchSQL),
 		insert:      qualify(schema, insertSQL),
 		resent:      qualify(schema, resentSQL),
 		delete:      qualify(schema, deleteSQL),
@@ -64,6 +65,40 @@ WITH u AS (
 	WHERE id = $1 AND version = $2 AND incarnation = $4 AND (expires_at IS NULL OR expires_at > $15::timestamptz)
 	RETURNING id
 )` + historyCTE
+
+// updateBatchSQL applies several writes computed from versions Prev > 0,
+// as updateSQL applies each, of tasks that differ, with their history
+// rows, and returns the ordinal (from 1) of each that applied. Each
+// argument but the last two is an array of one element per write, in
+// the same order:
+//
+// $1 -> id; $2 -> Prev; $3 -> the new version; $4 -> the incarnation
+// $5 -> status; $6 -> kind; $7, $8 -> the first and last of its labels
+// in $16 (from 1; none if the last comes before the first)
+// $9 -> created_ns; $10 -> lease_ns; $11 -> expires_at, NULL for none
+// $12 -> the state's JSON; $13 -> whether watchers are told of it
+// $14 -> the write's id, NULL for none; $15 -> when it was made
+// $16 -> the labels of every write; $17 -> how many write ids to keep
+const updateBatchSQL = `
+WITH u AS (
+	UPDATE {schema}.tasks t SET
+		version = w.version, status = w.status, kind = w.kind, labels = ($16::text[])[w.labels_first:w.labels_last],
+		created_ns = w.created_ns, lease_ns = w.lease_ns, lease_min = w.lease_ns / 60000000000,
+		expires_at = w.expires_at, expires_min = floor(extract(epoch FROM w.expires_at) / 60)::bigint,
+		state = w.state,
+		announced = CASE WHEN w.announce THEN w.version ELSE t.announced END,
+		write_ids = CASE WHEN w.write_id IS NULL THEN t.write_ids ELSE (ARRAY[w.write_id] || t.write_ids)[1:$17::integer] END
+	FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bytea[], $5::text[], $6::text[], $7::integer[], $8::integer[],
+		$9::bigint[], $10::bigint[], $11::timestamptz[], $12::text[], $13::boolean[], $14::bytea[], $15::timestamptz[])
+		WITH ORDINALITY AS w(id, prev, version, inc, status, kind, labels_first, labels_last,
+			created_ns, lease_ns, expires_at, state, announce, write_id, at, ord)
+	WHERE t.id = w.id AND t.version = w.prev AND t.incarnation = w.inc AND (t.expires_at IS NULL OR t.expires_at > w.at)
+	RETURNING w.ord, w.id, w.version, w.at, w.state, w.announce
+), h AS (
+	INSERT INTO {schema}.history (task_id, version, recorded_at, state)
+	SELECT id, version, at, state FROM u WHERE announce
+)
+SELECT ord FROM u`
 
 // insertSQL applies a write with Prev 0: it creates the task, or replaces
 // one that has expired but was not reaped yet.

@@ -36,7 +36,7 @@ func (t *TxStore) Get(ctx context.Context, id string) (store.State, error) {
 // [store.ErrConflict] leaves tx usable; one that fails otherwise may have
 // aborted it (PostgreSQL then refuses every statement until it rolls back).
 func (t *TxStore) Put(ctx context.Context, w store.Write) error {
-	return t.s.put(ctx, t.tx, w)
+	return t.s.put(ctx, t.tx, nil, w)
 }
 
 // Delete implements [store.Store] in tx.
