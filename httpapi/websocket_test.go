@@ -659,7 +659,8 @@ func TestClientFollowReconnectsAfterDrop(t *testing.T) {
 		f.store.waitFor(t, 0)
 	})
 	t.Run("no server at first", func(t *testing.T) {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		var lc net.ListenConfig
+		ln, err := lc.Listen(t.Context(), "tcp", "127.0.0.1:0")
 		require.NoError(t, err)
 		addr := ln.Addr().String()
 		require.NoError(t, ln.Close()) // nothing listens there now

@@ -275,8 +275,8 @@ func TestBatchFailsAlone(t *testing.T) {
 	var pgErr *pgconn.PgError
 	require.ErrorAs(t, errs[bad], &pgErr, "the bad write fails with the server's error")
 	assert.Equal(t, "23514", pgErr.Code)
-	assert.NotErrorIs(t, errs[bad], store.ErrUnavailable)
-	assert.NotErrorIs(t, errs[bad], store.ErrConflict)
+	require.NotErrorIs(t, errs[bad], store.ErrUnavailable)
+	require.NotErrorIs(t, errs[bad], store.ErrConflict)
 	for i, w := range ws {
 		got, err := s.Get(ctx, w.State.ID)
 		require.NoError(t, err)
