@@ -47,3 +47,23 @@ func BenchmarkDecode(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkEncode encodes each state of benchStates: by the hand-written
+// encoder (new), and as Encode did before, with encoding/json.
+func BenchmarkEncode(b *testing.B) {
+	for _, bs := range benchStates() {
+		for _, bc := range []struct {
+			name   string
+			encode func(store.State) ([]byte, error)
+		}{{"new", Encode}, {"encoding-json", encodeReflect}} {
+			b.Run(bs.name+"/"+bc.name, func(b *testing.B) {
+				b.ReportAllocs()
+				for b.Loop() {
+					if _, err := bc.encode(bs.st); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
+	}
+}

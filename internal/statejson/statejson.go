@@ -3,18 +3,21 @@
 // task's state as one JSON document (redisstore, pgstore) share it, so
 // that both keep and check the same form.
 //
-// The form is the one encoding/json gives a store.State. Decode reads it
-// by hand, without reflection, as a page of a listing decodes fifty
-// states: FuzzDecode checks that it reads and refuses exactly what
-// encoding/json does. BenchmarkDecode measures it against encoding/json:
-// a finished task of five steps (1.3 KB) decodes 3.1 times as fast, with
-// 24 allocations instead of 46, and a page of redisstore's
-// BenchmarkListPage took 1079 us at p50 instead of 1618.
+// The form is the one encoding/json gives a store.State, in which earlier
+// releases wrote it. Encode and Decode write and read it by hand, without
+// reflection, as every write encodes a state and a page of a listing
+// decodes fifty: FuzzEncode and FuzzDecode check that they write, read
+// and refuse exactly what encoding/json does. BenchmarkEncode and
+// BenchmarkDecode measure them against encoding/json: a finished task of
+// five steps (1.3 KB) encodes 3.5 times as fast, with 1 allocation
+// instead of 36, and decodes 3.1 times as fast, with 24 instead of 46;
+// a page of redisstore's BenchmarkListPage took 1079 us at p50 instead
+// of 1618.
 package statejson
 
 import (
+	"bytes"
 	"cmp"
-	"encoding/json"
 	"fmt"
 	"slices"
 	"time"
@@ -23,9 +26,17 @@ import (
 )
 
 // Encode returns the JSON of st, with its times in UTC (RFC 3339 with
-// nanoseconds).
+// nanoseconds), as encoding/json's Marshal writes it. It fails if a time's
+// year is outside 0 to 9999 or if a raw value is not JSON.
 func Encode(st store.State) ([]byte, error) {
-	return json.Marshal(InUTC(st))
+	st = InUTC(st)
+	// Most states fit: one allocation, of the size of the JSON.
+	var buf [2048]byte
+	b, err := appendState(buf[:0], &st)
+	if err != nil {
+		return nil, fmt.Errorf("state: %w", err)
+	}
+	return bytes.Clone(b), nil
 }
 
 // Decode returns the state whose JSON is data, with its times in UTC.

@@ -206,3 +206,54 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+// encodeReflect is Encode as it was with encoding/json's Marshal: the
+// oracle of FuzzEncode, and the baseline of BenchmarkEncode.
+func encodeReflect(st store.State) ([]byte, error) {
+	return json.Marshal(InUTC(st))
+}
+
+// FuzzEncode checks that Encode writes the bytes that encoding/json's
+// Marshal writes, and fails where it fails, for the states that
+// Unmarshal makes of the fuzzed JSON (whether or not a store could keep
+// them), with fuzzed strings, raw values and times put in every kind of
+// field those can be.
+//
+// The seeds run in every go test; go test -run '^$' -fuzz '^FuzzEncode$'
+// ./internal/statejson searches for more.
+func FuzzEncode(f *testing.F) {
+	for i, seed := range seedStates(f) {
+		f.Add(seed, "x <&> \u2028\xff\x01", []byte(`{ "a" : [1, "<\u2028>"] }`), int64(i)*1e17, int64(i)*1e7+1, int32(i-3)*3600)
+	}
+	f.Add([]byte(`{}`), "", []byte(nil), int64(0), int64(0), int32(0))
+	f.Add([]byte(`{}`), "\x7f\"\\\b\f\n\r\t/", []byte{}, int64(-62135596800), int64(0), int32(0))
+	f.Add([]byte(`{}`), "\xe2\x80\xa9\xe2\x80", []byte("\"\xe2\x80\xa8\xed\xa0\x80\" "), int64(253402300800), int64(0), int32(0))
+	f.Add([]byte(`{}`), "a", []byte(`1 2`), int64(-62167219200), int64(-1), int32(-60))
+	f.Add([]byte(`{}`), "a", []byte(`{"a":1`), int64(-62167219200), int64(0), int32(86399))
+	f.Fuzz(func(t *testing.T, data []byte, s string, raw []byte, sec, nsec int64, offset int32) {
+		var st store.State
+		_ = json.Unmarshal(data, &st) // whatever it made before an error
+		at := time.Unix(sec, nsec).In(time.FixedZone("", int(offset)))
+		st.ID, st.CorrelationID, st.ErrorMessage = s, s, s
+		st.Status = store.Status(s)
+		st.LeaseUntil, st.CancelRequestedAt = at, at
+		if st.Labels == nil {
+			st.Labels = map[string]string{}
+		}
+		st.Labels[s] = s
+		st.Result = map[string]json.RawMessage{s: raw, "n": nil}
+		st.Steps = append(st.Steps, store.Step{Name: s, Status: store.StepStatus(s), StartedAt: at,
+			Progress: store.Progress{Message: s}, SubSteps: []store.SubStep{{Name: s, Error: s, CompletedAt: at}}})
+		st.PreviousAttempts = append(st.PreviousAttempts, store.Attempt{ErrorMessage: s, StartedAt: at,
+			ErrorDetails: map[string]json.RawMessage{s: raw}})
+
+		want, wantErr := encodeReflect(st)
+		got, err := Encode(st)
+		if (err != nil) != (wantErr != nil) {
+			t.Fatalf("Encode = %q, %v; json.Marshal = %q, %v", got, err, want, wantErr)
+		}
+		if string(got) != string(want) {
+			t.Fatalf("Encode =\n%s\njson.Marshal =\n%s", got, want)
+		}
+	})
+}
