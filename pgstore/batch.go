@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -38,10 +37,12 @@ const maxSending = 2
 // maxBatch is how many writes one statement makes at most.
 const maxBatch = 64
 
-// errAlone is the outcome of a write whose statement failed with an error
-// that any of its writes may have caused: it is to be sent again alone,
-// so that only the write at fault fails.
-var errAlone = errors.New("pgstore: a write of the batch failed")
+// errAlone is the outcome of a write that is to be sent again alone: its
+// statement failed with an error that any of its writes may have caused,
+// so that only the write at fault fails; or it did not apply, and alone
+// it waits for a lock another transaction holds on its task, or finds out
+// whether it is a resend or a conflict.
+var errAlone = errors.New("pgstore: a write of the batch is to be sent alone")
 
 // batcher queues the updates of concurrent calls and sends them together.
 type batcher struct {
@@ -156,7 +157,8 @@ func (b *batcher) take() []*pending {
 
 // send makes the updates of batch in one statement, and sets each one's
 // outcome. If the statement fails because the server cannot answer, each
-// gets its error; if it fails otherwise, each gets errAlone.
+// gets its error; if it fails otherwise, each gets errAlone, and so does
+// each write that it did not apply.
 func (b *batcher) send(batch []*pending) {
 	// The calls have deadlines of their own, and wait for the statement
 	// no longer; it ends by the store's timeout.
@@ -166,10 +168,6 @@ func (b *batcher) send(batch []*pending) {
 		batch[0].applied, batch[0].err = writeRow(ctx, b.pool, b.q.update, batch[0].row)
 		return
 	}
-	// In the order of their ids, so that two statements that update the
-	// same tasks lock them in the same order (the plan joins the tasks to
-	// the arrays in the arrays' order), and do not deadlock each other.
-	slices.SortFunc(batch, func(x, y *pending) int { return strings.Compare(x.row.id, y.row.id) })
 	cols := columns{labels: []string{}} // not nil, which pgx sends as NULL
 	for _, p := range batch {
 		cols.add(p.row)
@@ -180,6 +178,9 @@ func (b *batcher) send(batch []*pending) {
 	}
 	for i, p := range batch {
 		p.applied, p.err = applied[i], err
+		if err == nil && !applied[i] {
+			p.err = errAlone
+		}
 	}
 }
 

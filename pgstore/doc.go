@@ -82,10 +82,13 @@
 // ([WithTimeout]). If it fails because the server cannot answer, each
 // call gets its error, wrapping [store.ErrUnavailable]; if it fails
 // otherwise (an error that a write of it may have caused), each write is
-// sent again alone, so that only the one at fault fails. A write whose
-// task another transaction holds locked (such as a [TxStore]'s, until it
-// ends) holds up the other writes of its statement until then. Creations
-// and the writes of a TxStore are statements of their own.
+// sent again alone, so that only the one at fault fails. The statement
+// waits for no lock: it skips a task that another transaction holds
+// locked (such as a [TxStore]'s, until it ends), so that one such task
+// holds up no other. A write that it did not apply, skipped or not, is
+// sent again alone, which waits for the lock and tells a resend from a
+// conflict as a write alone does. Creations and the writes of a TxStore
+// are statements of their own.
 //
 // The server's CPU is what bounds writes: a statement of many writes
 // spends much less a write than a statement each (opening the tables and

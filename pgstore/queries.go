@@ -68,7 +68,10 @@ WITH u AS (
 
 // updateBatchSQL applies several writes computed from versions Prev > 0,
 // as updateSQL applies each, of tasks that differ, with their history
-// rows, and returns the ordinal (from 1) of each that applied. Each
+// rows, and returns the ordinal (from 1) of each that applied. It waits
+// for no lock: a task that another transaction holds locked is skipped,
+// its write not applied (l locks the others, in no order, as nothing
+// waits). Each
 // argument but the last two is an array of one element per write, in
 // the same order:
 //
@@ -80,7 +83,9 @@ WITH u AS (
 // $14 -> the write's id, NULL for none; $15 -> when it was made
 // $16 -> the labels of every write; $17 -> how many write ids to keep
 const updateBatchSQL = `
-WITH u AS (
+WITH l AS (
+	SELECT id FROM {schema}.tasks WHERE id = ANY($1::text[]) FOR NO KEY UPDATE SKIP LOCKED
+), u AS (
 	UPDATE {schema}.tasks t SET
 		version = w.version, status = w.status, kind = w.kind, labels = ($16::text[])[w.labels_first:w.labels_last],
 		created_ns = w.created_ns, lease_ns = w.lease_ns, lease_min = w.lease_ns / 60000000000,
@@ -92,7 +97,8 @@ WITH u AS (
 		$9::bigint[], $10::bigint[], $11::timestamptz[], $12::text[], $13::boolean[], $14::bytea[], $15::timestamptz[])
 		WITH ORDINALITY AS w(id, prev, version, inc, status, kind, labels_first, labels_last,
 			created_ns, lease_ns, expires_at, state, announce, write_id, at, ord)
-	WHERE t.id = w.id AND t.version = w.prev AND t.incarnation = w.inc AND (t.expires_at IS NULL OR t.expires_at > w.at)
+	WHERE t.id = w.id AND t.id IN (SELECT id FROM l)
+		AND t.version = w.prev AND t.incarnation = w.inc AND (t.expires_at IS NULL OR t.expires_at > w.at)
 	RETURNING w.ord, w.id, w.version, w.at, w.state, w.announce
 ), h AS (
 	INSERT INTO {schema}.history (task_id, version, recorded_at, state)
