@@ -50,6 +50,7 @@ type fanout struct {
 	mu     sync.Mutex
 	closed bool
 	topics map[string]*topic // by channel name
+	dirty  []*topic          // the topics marked dirty, each once, that the reader has not taken
 }
 
 // topic is one watched task and its watchers. Its fields are guarded by
@@ -58,7 +59,7 @@ type topic struct {
 	id, channel string
 	watchers    map[*watcher]struct{} // at least one: the topic is dropped with its last
 
-	dirty bool // the task may have changed since it was last read: read it
+	dirty bool // the task may have changed since it was last read: read it (it is in the fan-out's dirty)
 	// The last state read, once known: its version, the version last
 	// announced (quiet writes do not change it) and its incarnation.
 	known       bool
@@ -165,10 +166,18 @@ func (f *fanout) drop(t *topic) {
 
 // markDirty asks the reader for a read of t's task. f.mu is held.
 func (f *fanout) markDirty(t *topic) {
-	t.dirty = true
+	f.setDirty(t)
 	select {
 	case f.wake <- struct{}{}:
 	default:
+	}
+}
+
+// setDirty marks t dirty, for the reader's next read. f.mu is held.
+func (f *fanout) setDirty(t *topic) {
+	if !t.dirty {
+		t.dirty = true
+		f.dirty = append(f.dirty, t)
 	}
 }
 
@@ -271,7 +280,7 @@ func (f *fanout) readFailed(t *topic, err error) (retry bool) {
 		return false
 	}
 	if errors.Is(err, store.ErrUnavailable) && !errors.Is(err, redis.ErrClosed) {
-		t.dirty = true
+		f.setDirty(t)
 		return true
 	}
 	for w := range t.watchers {

@@ -40,13 +40,15 @@ func (f *fanout) read() {
 		case <-tick.C:
 			f.check()
 		case <-stale.C:
+			// Reads and checks only make topics fresher, and a topic is
+			// first known fresh: the timer is never late, at worst early.
+			stale.Reset(f.endStale())
 		}
 		for backoff := minBackoff; f.readDirty(); backoff = min(2*backoff, maxBackoff) {
 			if !sleep(f.ctx, min(backoff, f.endStale())) {
 				return
 			}
 		}
-		stale.Reset(f.endStale())
 	}
 }
 
@@ -62,12 +64,19 @@ func (f *fanout) staleAfter() time.Duration {
 func (f *fanout) readDirty() (retry bool) {
 	var topics []*topic
 	f.mu.Lock()
-	for _, t := range f.topics {
-		if t.dirty && (t.known || f.hub.confirmed(t.channel)) {
+	waiting := f.dirty[:0] // for their subscription's confirmation
+	for _, t := range f.dirty {
+		switch {
+		case f.topics[t.channel] != t: // dropped with its last watcher
+		case t.known || f.hub.confirmed(t.channel):
 			t.dirty = false
 			topics = append(topics, t)
+		default:
+			waiting = append(waiting, t)
 		}
 	}
+	clear(f.dirty[len(waiting):])
+	f.dirty = waiting
 	f.mu.Unlock()
 	if len(topics) == 0 {
 		return false
