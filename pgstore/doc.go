@@ -51,8 +51,9 @@
 // write's id onto the task's latest [store.MinWriteIDs], and, in a CTE of
 // the same statement, the INSERT of the history row, so that a write and
 // its history commit together. Updates made at once share a statement
-// (see Batching). A write that matches no row costs a second statement,
-// which looks for its id among the task's latest: a write that was
+// (see Batching). A write that matches no row (a batched one once sent
+// again alone) costs one more statement, which looks for its id among the
+// task's latest: a write that was
 // applied and is resent (its reply was lost) succeeds and changes
 // nothing; any other is refused with [store.ErrConflict].
 //
@@ -60,6 +61,10 @@
 // listed, counted or updated, and can be created again, whether or not
 // the reaper has removed it yet. Times to live are counted on the
 // store's clock ([WithClock]).
+//
+// The store keeps the state it decoded last of each task it read, up to
+// 4 MiB of their JSON: a Get, a watch's poll or a listing that reads the
+// same JSON again returns a copy of that state without decoding it.
 //
 // # Batching
 //

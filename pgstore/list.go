@@ -57,7 +57,7 @@ func (s *Store) List(ctx context.Context, f store.Filter, pageSize int, pageToke
 			page.NextPageToken = pagetoken.Make(f, pagetoken.Cursor{Created: last.CreatedAt.UnixNano(), ID: last.ID})
 			break
 		}
-		st, err := decodeRow(id, inc, version, data)
+		st, err := s.decodeRow(id, inc, version, data)
 		if err != nil {
 			return store.Page{}, fmt.Errorf("pgstore: list: %w", err)
 		}

@@ -43,12 +43,13 @@ type Store struct {
 	poll      time.Duration
 	logger    *slog.Logger
 
-	closed atomic.Bool
-	bg     context.Context // of the background work, canceled by Close
-	stopBG context.CancelFunc
-	done   sync.WaitGroup // the background goroutines
-	watch  watching       // the watches and their poller (watch.go)
-	batch  batcher        // sends the updates of concurrent Puts together (batch.go)
+	closed  atomic.Bool
+	bg      context.Context // of the background work, canceled by Close
+	stopBG  context.CancelFunc
+	done    sync.WaitGroup  // the background goroutines
+	watch   watching        // the watches and their poller (watch.go)
+	decoded statejson.Cache // the states decoded last
+	batch   batcher         // sends the updates of concurrent Puts together (batch.go)
 }
 
 // New returns a Store that keeps tasks in pool's database, in the tables
@@ -148,17 +149,18 @@ func (s *Store) get(ctx context.Context, db querier, id string) (store.State, er
 	if err != nil {
 		return store.State{}, wrap(fmt.Sprintf("get %q", id), err)
 	}
-	st, err := decodeRow(id, inc, version, data)
+	st, err := s.decodeRow(id, inc, version, data)
 	if err != nil {
 		return store.State{}, fmt.Errorf("pgstore: get %q: %w", id, err)
 	}
 	return st, nil
 }
 
-// decodeRow returns the state of task id from its row's columns. An error
-// wraps store.ErrCorrupt.
-func decodeRow(id string, inc []byte, version int64, data string) (store.State, error) {
-	st, err := statejson.Decode([]byte(data))
+// decodeRow returns the state of task id from its row's columns, decoded
+// through the store's cache of decoded states. An error wraps
+// store.ErrCorrupt.
+func (s *Store) decodeRow(id string, inc []byte, version int64, data string) (store.State, error) {
+	st, err := s.decoded.Decode(id, data)
 	if err != nil {
 		return store.State{}, err
 	}

@@ -168,7 +168,7 @@ func (s *Store) readWatched(byID map[string][]*watcher) (map[string]polled, erro
 			return nil, wrap("watch", err)
 		}
 		if data != nil {
-			st, err := decodeRow(id, p.inc, version, *data)
+			st, err := s.decodeRow(id, p.inc, version, *data)
 			if err != nil {
 				s.logger.Warn("pgstore: a watched task is corrupt; its watches end", "id", id, "err", err)
 				p.corrupt = true

@@ -52,9 +52,9 @@ func encodeState(st store.State) ([]byte, error) {
 }
 
 // decodeState returns the state stored in the fields of task id's hash,
-// decoded by c. An error wraps store.ErrCorrupt and says what is wrong.
-// Unknown fields, in the hash or in the JSON, are ignored.
-func (c *decodedStates) decodeState(id string, fields map[string]string) (store.State, error) {
+// decoded through c. An error wraps store.ErrCorrupt and says what is
+// wrong. Unknown fields, in the hash or in the JSON, are ignored.
+func decodeState(c *statejson.Cache, id string, fields map[string]string) (store.State, error) {
 	rawVersion, ok := fields[fieldVersion]
 	if !ok {
 		return store.State{}, fmt.Errorf("%w: no %s field", store.ErrCorrupt, fieldVersion)
@@ -67,7 +67,7 @@ func (c *decodedStates) decodeState(id string, fields map[string]string) (store.
 	if err != nil {
 		return store.State{}, fmt.Errorf("%w: %s field %q is not an integer", store.ErrCorrupt, fieldVersion, rawVersion)
 	}
-	st, err := c.decode(id, raw)
+	st, err := c.Decode(id, raw)
 	if err != nil {
 		return store.State{}, fmt.Errorf("%s field: %w", fieldState, err)
 	}

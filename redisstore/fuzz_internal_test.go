@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/taskstatus/taskstatus/internal/statejson"
 	"github.com/taskstatus/taskstatus/store"
 )
 
@@ -89,7 +90,7 @@ func FuzzDecodeState(f *testing.F) {
 		f.Add(seed.id, seed.version, seed.state, seed.inc, seed.announced, seed.hasVersion, seed.hasState, seed.hasAnnounced)
 	}
 
-	var decoded decodedStates // one for every input, as a store has
+	var decoded statejson.Cache // one for every input, as a store has
 	f.Fuzz(func(t *testing.T, id, version, state, inc, announced string, hasVersion, hasState, hasAnnounced bool) {
 		fields := map[string]string{"put_id": "p", "unknown": "ignored"}
 		if hasVersion {
@@ -104,7 +105,7 @@ func FuzzDecodeState(f *testing.F) {
 		if inc != "" { // no inc field reads as ""
 			fields[fieldIncarnation] = inc
 		}
-		st, err := decoded.decodeState(id, fields)
+		st, err := decodeState(&decoded, id, fields)
 		if err != nil {
 			if !errors.Is(err, store.ErrCorrupt) {
 				t.Fatalf("decodeState = %v, want an error wrapping store.ErrCorrupt", err)
@@ -112,7 +113,7 @@ func FuzzDecodeState(f *testing.F) {
 			return
 		}
 		requireDecoded(t, id, version, inc, st)
-		if again, err := decoded.decodeState(id, fields); err != nil || !again.Equal(st) {
+		if again, err := decodeState(&decoded, id, fields); err != nil || !again.Equal(st) {
 			t.Fatalf("the same fields read again gave %+v, %v; want %+v", again, err, st)
 		}
 		requireRoundTrip(t, st)
@@ -147,7 +148,7 @@ func requireRoundTrip(t *testing.T, st store.State) {
 	if st.Incarnation != "" {
 		fields[fieldIncarnation] = st.Incarnation
 	}
-	back, err := new(decodedStates).decodeState(st.ID, fields)
+	back, err := decodeState(new(statejson.Cache), st.ID, fields)
 	if err != nil {
 		t.Fatalf("a re-encoded state does not decode: %v\n%s", err, again)
 	}
@@ -174,7 +175,7 @@ func TestDecodedTimesAreUTC(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := new(decodedStates).decodeState("doc-1", map[string]string{fieldVersion: "1", fieldState: string(data)})
+	got, err := decodeState(new(statejson.Cache), "doc-1", map[string]string{fieldVersion: "1", fieldState: string(data)})
 	if err != nil {
 		t.Fatal(err)
 	}

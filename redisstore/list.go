@@ -266,7 +266,7 @@ func (s *Store) readPage(ctx context.Context, f store.Filter, entries []string) 
 			}
 			continue
 		}
-		st, err := s.decoded.decodeState(id, m)
+		st, err := decodeState(&s.decoded, id, m)
 		if err != nil {
 			s.logger.WarnContext(ctx, "redisstore: list: a task cannot be read; it is left out", "task_id", id, "err", err)
 			continue

@@ -201,7 +201,7 @@ func (s *Store) decodeRead(id string, fields map[string]string, err error) taskR
 	if len(fields) == 0 {
 		return taskRead{err: fmt.Errorf("redisstore: %s: %w", op, store.ErrNotFound)}
 	}
-	st, err := s.decoded.decodeState(id, fields)
+	st, err := decodeState(&s.decoded, id, fields)
 	if err == nil {
 		var announced int64
 		if announced, err = announcedVersion(fields, st.Version); err == nil {

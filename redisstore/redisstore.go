@@ -10,6 +10,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/taskstatus/taskstatus/internal/statejson"
 	"github.com/taskstatus/taskstatus/store"
 )
 
@@ -34,8 +35,8 @@ type Store struct {
 	health  time.Duration
 	logger  *slog.Logger
 
-	batch    batcher       // sends the commands of concurrent calls together (batch.go)
-	decoded  decodedStates // the states decoded last (decoded.go)
+	batch    batcher         // sends the commands of concurrent calls together (batch.go)
+	decoded  statejson.Cache // the states decoded last
 	closed   atomic.Bool
 	watching watching // the watches and what serves them (watch.go)
 }
@@ -126,7 +127,7 @@ func (s *Store) Get(ctx context.Context, id string) (store.State, error) {
 	if len(fields) == 0 {
 		return store.State{}, fmt.Errorf("redisstore: get %q: %w", id, store.ErrNotFound)
 	}
-	st, err := s.decoded.decodeState(id, fields)
+	st, err := decodeState(&s.decoded, id, fields)
 	if err != nil {
 		return store.State{}, fmt.Errorf("redisstore: get %q: %w", id, err)
 	}
