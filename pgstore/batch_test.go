@@ -119,6 +119,16 @@ func createWrites(t *testing.T, s *testStore, ids []string) []store.Write {
 	return ws
 }
 
+// requireApplied fails t unless each task of ws is stored as its write
+// made it.
+func requireApplied(t *testing.T, s *testStore, ws []store.Write, msg string) {
+	for _, w := range ws {
+		got, err := s.Get(t.Context(), w.State.ID)
+		require.NoError(t, err)
+		require.True(t, w.State.Equal(got), "%s: %s", w.State.ID, msg)
+	}
+}
+
 // putAll makes each of ws in a goroutine of its own, with the context of
 // the same index, and returns the channels that get their errors.
 func putAll(s *testStore, ctxs []context.Context, ws []store.Write) []chan error {
@@ -252,11 +262,7 @@ func TestBatchInFlight(t *testing.T) {
 	wait()
 	require.NoError(t, <-results[1])
 	assert.Equal(t, []string{"a", "b"}, h.statements()[pgstore.MaxSending], "the two went in one statement")
-	for _, w := range ws {
-		got, err := s.Get(ctx, w.State.ID)
-		require.NoError(t, err)
-		require.True(t, w.State.Equal(got), "%s: the statement was not canceled with the call", w.State.ID)
-	}
+	requireApplied(t, s, ws, "the statement was not canceled with the call")
 }
 
 // TestBatchFailsAlone: a write that the server refuses (here, by a check
@@ -338,11 +344,7 @@ func TestBatchSkipsLockedTask(t *testing.T) {
 	require.NoError(t, <-results[locked], "the write of the locked task, once the lock is released")
 
 	assert.Equal(t, [][]string{{"held-0"}, {"held-1"}, {"a", "b", "locked"}, {"locked"}}, h.statements())
-	for _, w := range ws {
-		got, err := s.Get(ctx, w.State.ID)
-		require.NoError(t, err)
-		require.True(t, w.State.Equal(got), "%s is what its write made", w.State.ID)
-	}
+	requireApplied(t, s, ws, "each write is applied")
 }
 
 // TestCloseWhileQueued: Close makes the queued calls return an error
