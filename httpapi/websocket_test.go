@@ -665,9 +665,14 @@ func TestClientFollowReconnectsAfterDrop(t *testing.T) {
 		addr := ln.Addr().String()
 		require.NoError(t, ln.Close()) // nothing listens there now
 		c := httpapi.Client{BaseURL: "http://" + addr}
+		// A Follow that retried would yield only its context's error, at
+		// the end of this guard.
+		ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+		defer cancel()
 		errs := 0
-		for doc, err := range c.Follow(t.Context(), "/tasks/t/ws") {
+		for doc, err := range c.Follow(ctx, "/tasks/t/ws") {
 			require.Error(t, err, "a connection refused before any document is an error, not retried")
+			require.NoError(t, ctx.Err(), "a connection refused before any document is not retried: %v", err)
 			assert.Zero(t, doc.Version)
 			errs++
 		}
