@@ -236,6 +236,29 @@ func testListExpiryMoved(t *testing.T, l store.Lister, f Fixture, id string) {
 	assert.Empty(t, counts, "nor counted")
 }
 
+// testListExpiryShortened: a write that keeps the task's status gives it
+// a shorter time to live than it had left; the task is listed and counted
+// until then, and not after.
+func testListExpiryShortened(t *testing.T, l store.Lister, f Fixture, id string) {
+	ctx := t.Context()
+	st := newState(id)
+	st.Status = store.StatusRunning
+	require.NoError(t, f.Store.Put(ctx, expiring(st))) // expires at 1h
+	f.Advance(t, time.Minute)
+	st = next(st, func(s *store.State) { s.Progress.Done = 1 })
+	require.NoError(t, f.Store.Put(ctx, expiring(st))) // expires at 1h01
+	st = next(st, func(s *store.State) { s.Progress.Done = 2 })
+	w := write(st)
+	w.TTL = time.Minute
+	require.NoError(t, f.Store.Put(ctx, w)) // expires at 2m
+	require.Equal(t, []string{st.ID}, listAll(t, l, store.Filter{}, 10), "a task is listed until it expires")
+	f.Advance(t, 2*time.Minute)
+	require.Empty(t, listAll(t, l, store.Filter{}, 10), "a task whose time to live a write shortened is not listed after it")
+	counts, err := l.Count(ctx, store.Filter{})
+	require.NoError(t, err)
+	assert.Empty(t, counts, "nor counted")
+}
+
 func testListInvalid(t *testing.T, l store.Lister, f Fixture, id string) {
 	ctx := t.Context()
 	populate(t, f.Store, id, 5)

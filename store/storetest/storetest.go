@@ -90,6 +90,7 @@ func Run(t *testing.T, newFixture func(t *testing.T) Fixture) {
 		{"ListPagesWhileWritten", listTest(testListPagesWhileWritten)},
 		{"ListExpiry", listTest(testListExpiry)},
 		{"ListExpiryMoved", listTest(testListExpiryMoved)},
+		{"ListExpiryShortened", listTest(testListExpiryShortened)},
 		{"ListInvalid", listTest(testListInvalid)},
 		{"Count", listTest(testCount)},
 	} {
