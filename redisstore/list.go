@@ -31,8 +31,8 @@ import (
 // that finding a rare kind among many tasks costs in proportion to the
 // tasks passed over.
 func (s *Store) List(ctx context.Context, f store.Filter, pageSize int, pageToken string) (store.Page, error) {
-	if err := s.ready(ctx, "list"); err != nil {
-		return store.Page{}, err
+	if err := s.ready(ctx); err != nil {
+		return store.Page{}, fmt.Errorf("redisstore: list: %w", err)
 	}
 	size, cur, err := pagetoken.Args(f, pageSize, pageToken)
 	if err != nil {
@@ -294,8 +294,8 @@ func (s *Store) sweep(ctx context.Context, shards []int) error {
 // round trip (per node of a cluster): the size of each status index, or
 // the counters the write script keeps by kind and label.
 func (s *Store) Count(ctx context.Context, f store.Filter) (map[store.Status]int64, error) {
-	if err := s.ready(ctx, "count"); err != nil {
-		return nil, err
+	if err := s.ready(ctx); err != nil {
+		return nil, fmt.Errorf("redisstore: count: %w", err)
 	}
 	if err := pagetoken.CountArgs(f); err != nil {
 		return nil, fmt.Errorf("redisstore: count: %w", err)

@@ -85,21 +85,22 @@ func (s *Store) Close() error {
 	return nil
 }
 
-// ready reports why operation op cannot start, if it cannot.
-func (s *Store) ready(ctx context.Context, op string) error {
+// ready returns why no operation can start now, if none can: ctx's
+// error, or errClosed.
+func (s *Store) ready(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("redisstore: %s: %w", op, err)
+		return err
 	}
 	if s.closed.Load() {
-		return fmt.Errorf("redisstore: %s: %w", op, errClosed)
+		return errClosed
 	}
 	return nil
 }
 
 // check reports why operation op on task id cannot start, if it cannot.
 func (s *Store) check(ctx context.Context, op, id string) error {
-	if err := s.ready(ctx, fmt.Sprintf("%s %q", op, id)); err != nil {
-		return err
+	if err := s.ready(ctx); err != nil {
+		return fmt.Errorf("redisstore: %s %q: %w", op, id, err)
 	}
 	if err := store.ValidateID(id); err != nil {
 		return fmt.Errorf("redisstore: %s: %w", op, err)
