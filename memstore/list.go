@@ -37,6 +37,7 @@ func (s *Store) List(ctx context.Context, f store.Filter, pageSize int, pageToke
 		if e == nil {
 			return page, nil
 		}
+		// Match reads none of the fields an ended entry keeps apart.
 		if !f.Match(e.st) {
 			continue
 		}
@@ -45,7 +46,7 @@ func (s *Store) List(ctx context.Context, f store.Filter, pageSize int, pageToke
 			page.NextPageToken = pagetoken.Make(f, pagetoken.Cursor{Created: last.CreatedAt.UnixNano(), ID: last.ID})
 			return page, nil
 		}
-		page.Tasks = append(page.Tasks, e.st.Clone())
+		page.Tasks = append(page.Tasks, e.state())
 	}
 }
 
