@@ -31,6 +31,7 @@ bench:
 fuzz:
 	go test -run '^$$' -fuzz '^FuzzValidateID$$' -fuzztime $(FUZZTIME) ./store/
 	go test -run '^$$' -fuzz '^FuzzDecodeState$$' -fuzztime $(FUZZTIME) ./redisstore/
+	go test -run '^$$' -fuzz '^FuzzEnded$$' -fuzztime $(FUZZTIME) ./memstore/
 	go test -run '^$$' -fuzz '^FuzzCorrelationHandler$$' -fuzztime $(FUZZTIME) ./httpapi/
 	go test -run '^$$' -fuzz '^FuzzStatusQuery$$' -fuzztime $(FUZZTIME) ./httpapi/
 	go test -race -run '^TestConvergence$$' -tracker.convergence.seed=0 -tracker.convergence.rounds=200 ./tracker/
