@@ -3,6 +3,7 @@ package redisstore
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"slices"
 	"sort"
@@ -233,40 +234,44 @@ func (s *Store) searchIndexes(ctx context.Context, q query, limit int) ([][]stri
 
 // readPage reads the tasks of entries and returns, in their order, those
 // that f matches and that are still the tasks of their entries, and the
-// shards of the entries whose tasks are gone.
+// shards of the entries whose tasks are gone. It reads each task's state
+// field alone, with HGET: the fields Get checks it against (decodeState)
+// guard a read of one task, and a page checks each state against its
+// entry instead. Against HMGET of the four fields, that took a tenth off
+// a page: BenchmarkListPage's p50 at 100,000 tasks 487 µs [439–539]
+// against 548 µs [474–574], 5 rounds in turns.
 func (s *Store) readPage(ctx context.Context, f store.Filter, entries []string) ([]store.State, []int, error) {
-	fields := []string{fieldVersion, fieldIncarnation, fieldState, fieldAnnounced}
-	cmds, err := call(ctx, s.direct, func(ctx context.Context) ([]*redis.SliceCmd, error) {
-		cmds := make([]*redis.SliceCmd, len(entries))
+	cmds, err := call(ctx, s.direct, func(ctx context.Context) ([]*redis.StringCmd, error) {
+		cmds := make([]*redis.StringCmd, len(entries))
 		_, err := s.client.Pipelined(ctx, func(p redis.Pipeliner) error {
 			for i, e := range entries {
-				id := entryID(e)
-				cmds[i] = p.HMGet(ctx, taskKey(s.prefix, id), fields...)
+				cmds[i] = p.HGet(ctx, taskKey(s.prefix, entryID(e)), fieldState)
 			}
 			return nil
 		})
 		return cmds, err
 	})
-	if err != nil {
+	if err != nil && !errors.Is(err, redis.Nil) { // a task gone answers nil
 		return nil, nil, err
 	}
 	tasks := make([]store.State, 0, len(entries))
 	var gone []int
 	for i, e := range entries {
 		id := entryID(e)
-		m := make(map[string]string, len(fields))
-		for j, v := range cmds[i].Val() {
-			if v, ok := v.(string); ok {
-				m[fields[j]] = v
-			}
-		}
-		if len(m) == 0 { // expired or deleted, and not yet taken out of the indexes
+		raw, err := cmds[i].Result()
+		switch {
+		case errors.Is(err, redis.Nil): // expired or deleted, and not yet taken out of the indexes
 			if n := shardOf(id); !slices.Contains(gone, n) {
 				gone = append(gone, n)
 			}
 			continue
+		case err != nil:
+			return nil, nil, err
 		}
-		st, err := decodeState(&s.decoded, id, m)
+		st, err := s.decoded.Decode(id, raw)
+		if err == nil && st.ID != id {
+			err = fmt.Errorf("%w: the state is of task %q", store.ErrCorrupt, st.ID)
+		}
 		if err != nil {
 			s.logger.WarnContext(ctx, "redisstore: list: a task cannot be read; it is left out", "task_id", id, "err", err)
 			continue

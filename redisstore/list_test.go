@@ -58,6 +58,31 @@ func TestListSweeps(t *testing.T) {
 	}
 }
 
+// TestListLeavesOutUnreadableTasks: a task whose hash holds a state that
+// does not decode, or the state of another task, is left out of a page,
+// with a warning; the others are listed.
+func TestListLeavesOutUnreadableTasks(t *testing.T) {
+	var logged syncBuffer
+	s, mr, _ := newMiniStore(t, redisstore.WithLogger(newJSONLogger(&logged)))
+	ctx := t.Context()
+	for i := range 4 {
+		st := newState(fmt.Sprintf("task-%d", i))
+		st.CreatedAt = st.CreatedAt.Add(time.Duration(i) * time.Second)
+		require.NoError(t, s.Put(ctx, write(st)))
+	}
+	key := func(id string) string { return redisstore.TaskKey(redisstore.DefaultPrefix, id) }
+	mr.HSet(key("task-1"), "state", "{not json")
+	mr.HSet(key("task-2"), "state", mr.HGet(key("task-3"), "state"))
+	page, err := s.List(ctx, store.Filter{}, 10, "")
+	require.NoError(t, err)
+	var listed []string
+	for _, st := range page.Tasks {
+		listed = append(listed, st.ID)
+	}
+	assert.Equal(t, []string{"task-3", "task-0"}, listed, "the tasks that cannot be read are left out")
+	assert.Equal(t, 2, strings.Count(logged.String(), "a task cannot be read"), "each with a warning: %s", logged.String())
+}
+
 // storeWithExpired returns a store on miniredis that holds n tasks, old-0
 // and on, which have just expired.
 func storeWithExpired(t *testing.T, n int) (*redisstore.Store, *miniServer) {
