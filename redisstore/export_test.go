@@ -9,7 +9,8 @@ import (
 // TaskKey returns the key of the hash that holds task id, for the tests
 // that read or write a task's hash directly.
 func TaskKey(prefix, id string) string {
-	return taskKey(prefix, id)
+	ks := newKeyspace(prefix)
+	return ks.task(id)
 }
 
 // PutPipelined makes the writes ws with the put script, all in one

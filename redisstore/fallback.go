@@ -49,6 +49,6 @@ func OpenOrFallback(ctx context.Context, client redis.UniversalClient, fallback 
 			slog.String("fallback", fmt.Sprintf("%T", fallback)), slog.Any("error", wrap("ping", err)))
 		return fallback, nil
 	}
-	s.logger.InfoContext(ctx, "redisstore: keeping task status in Redis", slog.String("prefix", s.prefix))
+	s.logger.InfoContext(ctx, "redisstore: keeping task status in Redis", slog.String("prefix", s.keys.prefix))
 	return s, nil
 }

@@ -94,7 +94,7 @@ func (f *fanout) join(ctx context.Context, id string, w *watcher) bool {
 	if f.closed {
 		return false
 	}
-	channel := eventsChannel(f.s.prefix, id)
+	channel := f.s.keys.events(id)
 	t := f.topics[channel]
 	if t == nil {
 		t = &topic{id: id, channel: channel, watchers: make(map[*watcher]struct{})}

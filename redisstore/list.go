@@ -174,7 +174,7 @@ func (s *Store) readIndexes(ctx context.Context, q query, limit int) ([][]string
 		for n := range shards {
 			for _, st := range q.statuses {
 				cmds = append(cmds, p.ZRangeArgs(ctx, redis.ZRangeArgs{
-					Key: indexPrefix(s.prefix, n) + string(st), Start: q.max, Stop: q.min,
+					Key: s.keys.shard[n].index + string(st), Start: q.max, Stop: q.min,
 					ByLex: true, Rev: true, Count: int64(limit),
 				}))
 			}
@@ -199,10 +199,10 @@ func (s *Store) searchIndexes(ctx context.Context, q query, limit int) ([][]stri
 	for n := range shards {
 		keys := make([]string, 0, len(q.statuses))
 		for _, st := range q.statuses {
-			keys = append(keys, indexPrefix(s.prefix, n)+string(st))
+			keys = append(keys, s.keys.shard[n].index+string(st))
 		}
 		calls[n] = scriptCall{keys: keys, args: []any{
-			q.max, q.min, limit, q.kind, q.needle, q.lease, taskPrefix(s.prefix, n),
+			q.max, q.min, limit, q.kind, q.needle, q.lease, s.keys.shard[n].tasks,
 		}}
 	}
 	replies, err := s.runEach(ctx, listScript, calls)
@@ -245,7 +245,7 @@ func (s *Store) readPage(ctx context.Context, f store.Filter, entries []string) 
 		cmds := make([]*redis.StringCmd, len(entries))
 		_, err := s.client.Pipelined(ctx, func(p redis.Pipeliner) error {
 			for i, e := range entries {
-				cmds[i] = p.HGet(ctx, taskKey(s.prefix, entryID(e)), fieldState)
+				cmds[i] = p.HGet(ctx, s.keys.task(entryID(e)), fieldState)
 			}
 			return nil
 		})
@@ -287,7 +287,8 @@ func (s *Store) readPage(ctx context.Context, f store.Filter, entries []string) 
 func (s *Store) sweep(ctx context.Context, shards []int) error {
 	calls := make([]scriptCall, len(shards))
 	for i, n := range shards {
-		calls[i] = scriptCall{keys: []string{expiryKey(s.prefix, n)}, args: []any{indexPrefix(s.prefix, n), taskPrefix(s.prefix, n)}}
+		sk := &s.keys.shard[n]
+		calls[i] = scriptCall{keys: []string{sk.expiry}, args: []any{sk.index, sk.tasks}}
 	}
 	_, err := call(ctx, s.direct, func(ctx context.Context) ([]any, error) {
 		return s.runEach(ctx, sweepScript, calls)
@@ -311,8 +312,8 @@ func (s *Store) Count(ctx context.Context, f store.Filter) (map[store.Status]int
 	}
 	calls := make([]scriptCall, shards)
 	for n := range shards {
-		calls[n] = scriptCall{keys: []string{expiryKey(s.prefix, n)},
-			args: []any{f.Kind, label, taskPrefix(s.prefix, n), indexPrefix(s.prefix, n)}}
+		sk := &s.keys.shard[n]
+		calls[n] = scriptCall{keys: []string{sk.expiry}, args: []any{f.Kind, label, sk.tasks, sk.index}}
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()

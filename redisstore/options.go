@@ -28,7 +28,7 @@ func WithPrefix(prefix string) Option {
 		if strings.ContainsAny(prefix, "{}") {
 			return fmt.Errorf("redisstore: WithPrefix(%q): contains '{' or '}'", prefix)
 		}
-		s.prefix = prefix
+		s.keys.prefix = prefix
 		return nil
 	}
 }

@@ -174,7 +174,7 @@ func (s *Store) readTasks(ctx context.Context, topics []*topic) []taskRead {
 		cmds := make([]*redis.MapStringStringCmd, len(topics))
 		_, err := s.client.Pipelined(ctx, func(p redis.Pipeliner) error {
 			for i, t := range topics {
-				cmds[i] = p.HGetAll(ctx, taskKey(s.prefix, t.id))
+				cmds[i] = p.HGetAll(ctx, s.keys.task(t.id))
 			}
 			return nil
 		})
@@ -230,7 +230,7 @@ func (s *Store) probeTasks(ctx context.Context, topics []*topic) []taskProbe {
 		cmds := make([]*redis.SliceCmd, len(topics))
 		_, err := s.client.Pipelined(ctx, func(p redis.Pipeliner) error {
 			for i, t := range topics {
-				cmds[i] = p.HMGet(ctx, taskKey(s.prefix, t.id), fieldVersion, fieldIncarnation, fieldAnnounced)
+				cmds[i] = p.HMGet(ctx, s.keys.task(t.id), fieldVersion, fieldIncarnation, fieldAnnounced)
 			}
 			return nil
 		})

@@ -29,8 +29,8 @@ var errClosed = fmt.Errorf("store closed: %w", store.ErrUnavailable)
 // call [New].
 type Store struct {
 	client  redis.UniversalClient
-	direct  bool // client ends commands when their context does (deadline.go)
-	prefix  string
+	direct  bool     // client ends commands when their context does (deadline.go)
+	keys    keyspace // named under the prefix
 	timeout time.Duration
 	health  time.Duration
 	logger  *slog.Logger
@@ -52,7 +52,7 @@ func New(client redis.UniversalClient, opts ...Option) (*Store, error) {
 	s := &Store{
 		client:  client,
 		direct:  honoursContext(client),
-		prefix:  DefaultPrefix,
+		keys:    keyspace{prefix: DefaultPrefix},
 		timeout: DefaultTimeout,
 		health:  DefaultHealthInterval,
 		logger:  slog.Default(),
@@ -62,6 +62,7 @@ func New(client redis.UniversalClient, opts ...Option) (*Store, error) {
 			return nil, err
 		}
 	}
+	s.keys = newKeyspace(s.keys.prefix)
 	s.batch = batcher{client: client, direct: s.direct, timeout: s.timeout}
 	return s, nil
 }
@@ -116,7 +117,7 @@ func (s *Store) Get(ctx context.Context, id string) (store.State, error) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
-	cmd := redis.NewMapStringStringCmd(ctx, "hgetall", taskKey(s.prefix, id))
+	cmd := redis.NewMapStringStringCmd(ctx, "hgetall", s.keys.task(id))
 	err := s.batch.process(ctx, cmd)
 	var fields map[string]string
 	if err == nil { // else cmd may still be in flight
@@ -172,13 +173,14 @@ func (s *Store) putCall(w store.Write) (keys []string, args []any, _ error) {
 	if !w.Quiet {
 		announce = notice{ID: w.State.ID, Version: w.State.Version, Incarnation: w.State.Incarnation}.encode()
 	}
-	st, shard := w.State, shardOf(w.State.ID)
-	keys = []string{taskKey(s.prefix, st.ID), expiryKey(s.prefix, shard)}
+	st := w.State
+	sk := &s.keys.shard[shardOf(st.ID)]
+	keys = []string{sk.tasks + st.ID, sk.expiry}
 	args = []any{
 		w.Prev, st.Version, st.Incarnation, data, ttl,
-		writeToken(w.ID), store.MinWriteIDs, announce, eventsChannel(s.prefix, st.ID),
-		indexPrefix(s.prefix, shard), indexField(st), indexEntry(st.CreatedAt, st.ID), string(st.Status),
-		taskPrefix(s.prefix, shard),
+		writeToken(w.ID), store.MinWriteIDs, announce, s.keys.events(st.ID),
+		sk.index, indexField(st), indexEntry(st.CreatedAt, st.ID), string(st.Status),
+		sk.tasks,
 	}
 	return keys, args, nil
 }
@@ -201,9 +203,9 @@ func (s *Store) Delete(ctx context.Context, id string) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
-	shard := shardOf(id)
-	err := s.script(ctx, deleteScript, []string{taskKey(s.prefix, id), expiryKey(s.prefix, shard)},
-		notice{ID: id}.encode(), eventsChannel(s.prefix, id), indexPrefix(s.prefix, shard), id)
+	sk := &s.keys.shard[shardOf(id)]
+	err := s.script(ctx, deleteScript, []string{sk.tasks + id, sk.expiry},
+		notice{ID: id}.encode(), s.keys.events(id), sk.index, id)
 	if err != nil {
 		return wrap(fmt.Sprintf("delete %q", id), err)
 	}
