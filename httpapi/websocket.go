@@ -137,7 +137,7 @@ func (c *wsConn) serve(id, lastID string) (websocket.StatusCode, string) {
 		case end := <-c.ended:
 			stopTick()
 			if end.code == 0 {
-				return websocket.StatusNormalClosure, ""
+				return c.normalClose()
 			}
 			return end.code, end.detail
 		case <-tick:
@@ -149,11 +149,29 @@ func (c *wsConn) serve(id, lastID string) (websocket.StatusCode, string) {
 			}
 		case <-c.h.shutdown:
 			stopTick()
-			return websocket.StatusGoingAway, "The service is shutting down. Reconnect later."
+			return websocket.StatusGoingAway, shutdownReason
 		case <-c.ctx.Done():
 			stopTick()
-			return websocket.StatusNormalClosure, ""
+			return c.normalClose()
 		}
+	}
+}
+
+// shutdownReason is the reason of the close that tells a client the
+// service is shutting down.
+const shutdownReason = "The service is shutting down. Reconnect later."
+
+// normalClose returns the close code and reason of a connection whose
+// subscriptions ended, or whose context did: going away if the service is
+// shutting down, which ends its watches too, so that a client told to
+// reconnect is told so whichever of the two it heard of first; else a
+// normal closure.
+func (c *wsConn) normalClose() (websocket.StatusCode, string) {
+	select {
+	case <-c.h.shutdown:
+		return websocket.StatusGoingAway, shutdownReason
+	default:
+		return websocket.StatusNormalClosure, ""
 	}
 }
 

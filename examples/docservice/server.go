@@ -201,7 +201,6 @@ func (s *server) serve(ctx context.Context, ln net.Listener) error {
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
-	srv.RegisterOnShutdown(stop)
 
 	rctx, stopRescue := context.WithCancel(ctx)
 	rescued := make(chan struct{})
@@ -225,6 +224,7 @@ func (s *server) serve(ctx context.Context, ln net.Listener) error {
 
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.shutdownTimeout)
 	defer cancel()
+	stop() // before the watches end with the tracker, so that clients hear why
 	if serr := srv.Shutdown(sctx); serr != nil {
 		s.log.Warn("requests still open at shutdown", "err", serr)
 		srv.Close()
