@@ -271,9 +271,10 @@ func WithClock(c Clock) Option {
 // WithShutdown tells the handler that its service shuts down when done is
 // closed: from then on, long polls are answered at once with the task's
 // current state, those held as well as new ones, and event streams end
-// (see the package doc). Close done before [http.Server.Shutdown] waits
-// for requests to end, for instance from a function registered with
-// [http.Server.RegisterOnShutdown]. done must not be nil.
+// (see the package doc). Close done before calling [http.Server.Shutdown],
+// which waits for requests to end, and before closing the tracker or the
+// store: a function registered with [http.Server.RegisterOnShutdown] runs
+// in a goroutine of its own, and may run after them. done must not be nil.
 func WithShutdown(done <-chan struct{}) Option {
 	return func(c *config) error {
 		if done == nil {
