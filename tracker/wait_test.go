@@ -150,18 +150,23 @@ func TestCloseDropsWhatItCannotWrite(t *testing.T) {
 
 // TestWaitingIsBounded: at most 10,000 runs keep changes for the store;
 // beyond, the changes of the run that waited longest are dropped and
-// reported.
+// reported. The store stays down until they are, so that the background
+// writer cannot write them first, whenever it runs.
 func TestWaitingIsBounded(t *testing.T) {
 	f := newFixture(t)
 	fs := &faultyStore{Store: f.store}
-	var dropped atomic.Int64
+	var failures atomic.Int64      // of task-0, reported
+	dropped := make(chan error, 1) // task-0's changes, dropped
 	tr, err := tracker.New(fs, tracker.WithClock(f.clock.Now), tracker.WithErrorHandler(func(_ context.Context, err error) {
-		if errors.Is(err, store.ErrUnavailable) {
-			var te *tracker.Error
-			if errors.As(err, &te) && te.ID == "task-0" {
-				dropped.Add(1)
-			}
+		var te *tracker.Error
+		if !errors.Is(err, store.ErrUnavailable) || !errors.As(err, &te) || te.ID != "task-0" {
+			return
 		}
+		if strings.Contains(err.Error(), "dropped") {
+			dropped <- err
+			return
+		}
+		failures.Add(1)
 	}))
 	require.NoError(t, err)
 	ctx := t.Context()
@@ -177,10 +182,12 @@ func TestWaitingIsBounded(t *testing.T) {
 	for _, run := range runs {
 		require.ErrorIs(t, run.Apply(ctx, tracker.StartStep("a")), store.ErrUnavailable)
 	}
-	require.Equal(t, int64(1), dropped.Load(), "the first failure of task-0 is reported")
+	closed := make(chan error, 1)
+	go func() { closed <- tr.Close(ctx) }() // which wakes the writer
+	assert.Contains(t, (<-dropped).Error(), "more than 10000 tasks wait", "task-0, which waited longest, was dropped")
 	fs.set(nil)
-	require.NoError(t, tr.Close(ctx))
-	require.Equal(t, int64(2), dropped.Load(), "task-0, which waited longest, was dropped and reported")
+	require.NoError(t, <-closed, "once the store is back, the other changes are written")
+	assert.Equal(t, int64(1), failures.Load(), "the first failure of task-0 is reported")
 	a, _ := f.get(t, "task-0").Step("a")
 	assert.Equal(t, store.StepPending, a.Status)
 	a, _ = f.get(t, "task-1").Step("a")
