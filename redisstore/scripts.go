@@ -126,6 +126,7 @@ else
 end
 local _, _, kind, _, labels = unindex(ARGV[11])
 local moved = false -- the task's entry moved to another index, or is new
+local now -- the server's time, read once if needed
 if stored[4] ~= ARGV[11] then -- else nothing the indexes hold changed
 	local was, created, wkind, _, wlabels = unindex(stored[4])
 	local old = created and created .. string.sub(entry, 9)
@@ -149,7 +150,8 @@ if stored[4] ~= ARGV[11] then -- else nothing the indexes hold changed
 		if redis.call('ZADD', idx .. status, 0, entry) == 1 then
 			tally(counts, counted(status, kind, labels), 1)
 		end
-		expire(KEYS[2], idx, ARGV[14], serverMillis(), 4)
+		now = serverMillis()
+		expire(KEYS[2], idx, ARGV[14], now, 4)
 	end
 end
 local member = entry .. '\n' .. kind .. '\n' .. labels
@@ -157,9 +159,13 @@ if ARGV[5] == '0' then
 	redis.call('PERSIST', KEYS[1])
 	redis.call('ZREM', KEYS[2], member)
 else
-	local ttl, left = tonumber(ARGV[5]), redis.call('PTTL', KEYS[1])
-	if moved or left < 0 or left > ttl then
-		redis.call('ZADD', KEYS[2], 'LT', serverMillis() + ttl, member)
+	local ttl, filed = tonumber(ARGV[5]), false -- filed: no later than the new expiry already
+	if not moved then
+		local left = redis.call('PTTL', KEYS[1])
+		filed = left >= 0 and left <= ttl
+	end
+	if not filed then
+		redis.call('ZADD', KEYS[2], 'LT', (now or serverMillis()) + ttl, member)
 	end
 	redis.call('PEXPIRE', KEYS[1], ARGV[5])
 end
