@@ -67,22 +67,34 @@ func decodeState(c *statejson.Cache, id string, fields map[string]string) (store
 	if err != nil {
 		return store.State{}, fmt.Errorf("%w: %s field %q is not an integer", store.ErrCorrupt, fieldVersion, rawVersion)
 	}
-	st, err := c.Decode(id, raw)
+	st, err := decodeStateField(c, id, raw)
 	if err != nil {
-		return store.State{}, fmt.Errorf("%s field: %w", fieldState, err)
+		return store.State{}, err
 	}
 	switch {
 	case st.Version != version:
 		return store.State{}, fmt.Errorf("%w: %s field is %d but the state has version %d",
 			store.ErrCorrupt, fieldVersion, version, st.Version)
-	case st.ID != id:
-		return store.State{}, fmt.Errorf("%w: the state is of task %q", store.ErrCorrupt, st.ID)
 	case st.Incarnation != fields[fieldIncarnation]:
 		return store.State{}, fmt.Errorf("%w: %s field is %q but the state has incarnation %q",
 			store.ErrCorrupt, fieldIncarnation, fields[fieldIncarnation], st.Incarnation)
 	}
 	if _, err := announcedVersion(fields, st.Version); err != nil {
 		return store.State{}, err
+	}
+	return st, nil
+}
+
+// decodeStateField returns the state that task id's state field, raw,
+// holds, decoded through c. An error wraps store.ErrCorrupt: the field is
+// not a state, or is another task's.
+func decodeStateField(c *statejson.Cache, id, raw string) (store.State, error) {
+	st, err := c.Decode(id, raw)
+	if err != nil {
+		return store.State{}, fmt.Errorf("%s field: %w", fieldState, err)
+	}
+	if st.ID != id {
+		return store.State{}, fmt.Errorf("%w: the state is of task %q", store.ErrCorrupt, st.ID)
 	}
 	return st, nil
 }

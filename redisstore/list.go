@@ -268,10 +268,7 @@ func (s *Store) readPage(ctx context.Context, f store.Filter, entries []string) 
 		case err != nil:
 			return nil, nil, err
 		}
-		st, err := s.decoded.Decode(id, raw)
-		if err == nil && st.ID != id {
-			err = fmt.Errorf("%w: the state is of task %q", store.ErrCorrupt, st.ID)
-		}
+		st, err := decodeStateField(&s.decoded, id, raw)
 		if err != nil {
 			s.logger.WarnContext(ctx, "redisstore: list: a task cannot be read; it is left out", "task_id", id, "err", err)
 			continue
