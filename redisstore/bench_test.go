@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -284,4 +285,42 @@ func TestLostUpdates(t *testing.T) {
 		require.Zero(t, lost(st), "the store must lose no update")
 		require.Equal(t, int64(1+goroutines*updates), st.Version)
 	})
+}
+
+// latencies runs each of the two ops b.N times, taking turns: in
+// iteration i, ops[i%2] runs first. It returns the latencies of each op,
+// sorted.
+func latencies(b *testing.B, ops [2]func(context.Context) error) [2][]time.Duration {
+	ctx := b.Context()
+	var took [2][]time.Duration
+	b.ResetTimer()
+	for i := range b.N {
+		for k := range len(ops) {
+			n := (i + k) % len(ops)
+			start := time.Now()
+			if err := ops[n](ctx); err != nil {
+				b.Fatal(err)
+			}
+			took[n] = append(took[n], time.Since(start))
+		}
+	}
+	b.StopTimer()
+	for _, t := range took {
+		slices.Sort(t)
+	}
+	return took
+}
+
+// percentile returns the p-th percentile of sorted.
+func percentile(sorted []time.Duration, p int) time.Duration {
+	return sorted[len(sorted)*p/100]
+}
+
+// mean returns the mean of took.
+func mean(took []time.Duration) time.Duration {
+	var sum time.Duration
+	for _, d := range took {
+		sum += d
+	}
+	return sum / time.Duration(len(took))
 }

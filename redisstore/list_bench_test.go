@@ -16,7 +16,6 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -141,35 +140,6 @@ func populateFailed(b *testing.B, s *redisstore.Store, n int) {
 	}
 	wg.Wait()
 	require.False(b, b.Failed())
-}
-
-// latencies runs each of the two ops b.N times, taking turns: in
-// iteration i, ops[i%2] runs first. It returns the latencies of each op,
-// sorted.
-func latencies(b *testing.B, ops [2]func(context.Context) error) [2][]time.Duration {
-	ctx := b.Context()
-	var took [2][]time.Duration
-	b.ResetTimer()
-	for i := range b.N {
-		for k := range len(ops) {
-			n := (i + k) % len(ops)
-			start := time.Now()
-			if err := ops[n](ctx); err != nil {
-				b.Fatal(err)
-			}
-			took[n] = append(took[n], time.Since(start))
-		}
-	}
-	b.StopTimer()
-	for _, t := range took {
-		slices.Sort(t)
-	}
-	return took
-}
-
-// percentile returns the p-th percentile of sorted.
-func percentile(sorted []time.Duration, p int) time.Duration {
-	return sorted[len(sorted)*p/100]
 }
 
 // indexBytes returns what the indexes of the tasks under prefix take: the
