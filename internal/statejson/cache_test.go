@@ -2,8 +2,6 @@ package statejson
 
 import (
 	"encoding/json"
-	"fmt"
-	"strings"
 	"testing"
 	"time"
 
@@ -48,7 +46,7 @@ func TestCacheServesCopies(t *testing.T) {
 	require.True(t, want.Equal(third), "a change to a copy returned reached the one kept: %+v", third)
 
 	// The kept state is served for the same bytes, and only for them.
-	c.keep("doc-1", cached{data: data, st: store.State{ID: "kept"}})
+	c.states.Keep("doc-1", jsonText(data), store.State{ID: "kept"})
 	kept, err := c.Decode("doc-1", data)
 	require.NoError(t, err)
 	require.Equal(t, "kept", kept.ID, "the same bytes must be served from what was kept")
@@ -62,39 +60,4 @@ func TestCacheServesCopies(t *testing.T) {
 	got, err = c.Decode("doc-1", newer)
 	require.NoError(t, err)
 	require.True(t, v2.Equal(got), "an error must not drop or change what was kept: got %+v", got)
-}
-
-// TestCacheBounded checks that the JSON kept stays within maxCacheBytes
-// however many tasks are read, and that JSON larger than maxCachedJSON is
-// not kept.
-func TestCacheBounded(t *testing.T) {
-	var c Cache
-	data, _ := cachedTask(t, "doc-0", 1)
-	n := 2 * maxCacheBytes / len(data)
-	for i := range n {
-		id := fmt.Sprintf("doc-%d", i)
-		data, _ := cachedTask(t, id, 1)
-		_, err := c.Decode(id, data)
-		require.NoError(t, err)
-		require.LessOrEqual(t, c.size, maxCacheBytes)
-	}
-	require.Greater(t, c.size, maxCacheBytes/2, "the bound must be used")
-	sum := 0
-	for _, e := range c.entries {
-		sum += len(e.data)
-	}
-	require.Equal(t, sum, c.size, "size must count the JSON kept")
-
-	var big Cache
-	_, st := cachedTask(t, "doc-big", 1)
-	st.ErrorMessage = strings.Repeat("x", maxCachedJSON)
-	st.Status = store.StatusFailed
-	st.CompletedAt = st.UpdatedAt
-	st.Steps[0].Status = store.StepFailed
-	st.Steps[0].CompletedAt = st.UpdatedAt
-	large, err := Encode(st)
-	require.NoError(t, err)
-	_, err = big.Decode("doc-big", string(large))
-	require.NoError(t, err)
-	require.Empty(t, big.entries, "JSON larger than maxCachedJSON must not be kept")
 }
