@@ -52,32 +52,37 @@ func encodeState(st store.State) ([]byte, error) {
 }
 
 // decodeState returns the state stored in the fields of task id's hash,
-// decoded through c. An error wraps store.ErrCorrupt and says what is
-// wrong. Unknown fields, in the hash or in the JSON, are ignored.
-func decodeState(c *statejson.Cache, id string, fields map[string]string) (store.State, error) {
+// in either form (see Stored form in the package doc), decoded through c.
+// An error wraps store.ErrCorrupt and says what is wrong. Unknown fields,
+// in the hash or in the JSON, are ignored.
+func decodeState(c *hashCache, id string, fields map[string]string) (store.State, error) {
 	rawVersion, ok := fields[fieldVersion]
 	if !ok {
 		return store.State{}, fmt.Errorf("%w: no %s field", store.ErrCorrupt, fieldVersion)
-	}
-	raw, ok := fields[fieldState]
-	if !ok {
-		return store.State{}, fmt.Errorf("%w: no %s field", store.ErrCorrupt, fieldState)
 	}
 	version, err := strconv.ParseInt(rawVersion, 10, 64)
 	if err != nil {
 		return store.State{}, fmt.Errorf("%w: %s field %q is not an integer", store.ErrCorrupt, fieldVersion, rawVersion)
 	}
-	st, err := decodeStateField(c, id, raw)
+	var st store.State
+	if raw, ok := fields[fieldState]; ok {
+		st, err = decodeStateField(c, id, raw)
+		switch {
+		case err != nil:
+		case st.Version != version:
+			err = fmt.Errorf("%w: %s field is %d but the state has version %d",
+				store.ErrCorrupt, fieldVersion, version, st.Version)
+		case st.Incarnation != fields[fieldIncarnation]:
+			err = fmt.Errorf("%w: %s field is %q but the state has incarnation %q",
+				store.ErrCorrupt, fieldIncarnation, fields[fieldIncarnation], st.Incarnation)
+		}
+	} else if _, ok := fields[fieldStatus]; ok {
+		st, err = decodeCompactFields(c, id, version, fields)
+	} else {
+		err = fmt.Errorf("%w: neither a %s nor a %s field", store.ErrCorrupt, fieldState, fieldStatus)
+	}
 	if err != nil {
 		return store.State{}, err
-	}
-	switch {
-	case st.Version != version:
-		return store.State{}, fmt.Errorf("%w: %s field is %d but the state has version %d",
-			store.ErrCorrupt, fieldVersion, version, st.Version)
-	case st.Incarnation != fields[fieldIncarnation]:
-		return store.State{}, fmt.Errorf("%w: %s field is %q but the state has incarnation %q",
-			store.ErrCorrupt, fieldIncarnation, fields[fieldIncarnation], st.Incarnation)
 	}
 	if _, err := announcedVersion(fields, st.Version); err != nil {
 		return store.State{}, err
@@ -88,14 +93,34 @@ func decodeState(c *statejson.Cache, id string, fields map[string]string) (store
 // decodeStateField returns the state that task id's state field, raw,
 // holds, decoded through c. An error wraps store.ErrCorrupt: the field is
 // not a state, or is another task's.
-func decodeStateField(c *statejson.Cache, id, raw string) (store.State, error) {
-	st, err := c.Decode(id, raw)
+func decodeStateField(c *hashCache, id, raw string) (store.State, error) {
+	from := decodedFrom{state: raw}
+	if st, ok := c.Get(id, from); ok {
+		return st, nil
+	}
+	st, err := statejson.Decode([]byte(raw))
 	if err != nil {
 		return store.State{}, fmt.Errorf("%s field: %w", fieldState, err)
 	}
 	if st.ID != id {
 		return store.State{}, fmt.Errorf("%w: the state is of task %q", store.ErrCorrupt, st.ID)
 	}
+	c.Keep(id, from, st)
+	return st, nil
+}
+
+// decodeCompactFields returns what decodeCompact returns for the fields
+// of task id's hash, decoded through c.
+func decodeCompactFields(c *hashCache, id string, version int64, fields map[string]string) (store.State, error) {
+	from := decodedFrom{fields: fields}
+	if st, ok := c.Get(id, from); ok {
+		return st, nil
+	}
+	st, err := decodeCompact(id, version, fields)
+	if err != nil {
+		return store.State{}, err
+	}
+	c.Keep(id, from, st)
 	return st, nil
 }
 

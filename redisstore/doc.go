@@ -19,12 +19,11 @@
 //
 // # Stored form
 //
-// A task is one hash, which redis-cli HGETALL shows whole:
+// A task is one hash, which redis-cli HGETALL shows whole, with the
+// fields:
 //
 //   - version: the task's version, in decimal;
 //   - inc: its incarnation ([store.State.Incarnation]);
-//   - state: the JSON of the [store.State] (the JSON served to clients,
-//     times in RFC 3339 with nanoseconds, in UTC);
 //   - writes: the ids of the task's last [store.MinWriteIDs] writes, newest
 //     first, separated by spaces (an id that is not printable ASCII
 //     without spaces, or starts with '~', is kept as '~' and its bytes in
@@ -32,25 +31,48 @@
 //   - announced: the version last published to watchers, which quiet writes
 //     do not change;
 //   - index: what the indexes and the listing read without decoding the
-//     JSON (see Listing): 8 bytes of the creation time, then the status,
+//     state (see Listing): 8 bytes of the creation time, then the status,
 //     kind, lease (in microseconds) and labels ("\x00key=value" each, and
 //     "\x00"), separated by newlines.
 //
+// The state is in one more field, state: the JSON of the [store.State]
+// (the JSON served to clients, times in RFC 3339 with nanoseconds, in
+// UTC), so that a write sends it whole and Redis replaces one field.
+//
+// With [WithCompactEnded], a task that ended is kept in the compact form
+// instead: fields that each hold one part of the state: status, kind,
+// correlation_id, error_message, cancel_reason, attempt, the times
+// (created_at, started_at, updated_at, completed_at, lease_until,
+// cancel_requested_at) in nanoseconds since 1970, progress and
+// previous_attempts as JSON, "label:<key>", and "result:<key>" and
+// "error_details:<key>" with their JSON values. Step i is "step:<i>": its
+// status, attempt, start and completion (nanoseconds after the task's
+// creation, "-" for none) and name, separated by spaces, such as
+// "success 1 1961927 2146741 parse", with "step:<i>:error",
+// "step:<i>:progress" and "step:<i>:sub_steps" (JSON) when it has them.
+// The writes field keeps four ids and a writes2 field the next four. A
+// field whose value would be empty or zero is left out, and the id is the
+// key's. Most such fields are of less than 64 bytes, and Redis keeps a
+// hash of such fields in its compact encoding (a listpack, up to its
+// hash-max-listpack-value of 64 bytes) rather than as a hash table:
+// [WithCompactEnded] tells what that saves and costs. A state with a time
+// that nanoseconds since 1970 cannot hold (before 1678 or after 2262) is
+// kept as JSON, and so is a task that runs again. Every Store reads both
+// forms.
+//
 // The version and the incarnation have fields of their own so that the
-// write script compares them without decoding JSON (a plain string key
-// would make every write decode the whole state in Lua), and the state
-// stays one JSON document so that it reads whole in one command. A hash
-// field per State field was not chosen: steps, details and results are
-// nested, and would be JSON inside the hash anyway.
+// write script compares them without decoding the state (a plain string
+// key would make every write decode the whole state in Lua).
 //
 // Reading ignores fields it does not know, in the hash and in the JSON, so
 // that a newer writer can add some. Data it cannot trust (bad JSON, a
 // missing field, a version or inc field that disagrees with the JSON, an
 // announced version above the version, a state of another task, an
-// undefined status) is reported with an error wrapping [store.ErrCorrupt].
-// Releases before the listing kept task "doc-123" under the key
-// taskstatus:{doc-123}; this one does not read those keys: tasks written
-// by them are not seen, and expire as they were set to.
+// undefined status, a compact field that does not read) is reported with
+// an error wrapping [store.ErrCorrupt]. Releases before the
+// listing kept task "doc-123" under the key taskstatus:{doc-123}; this one
+// does not read those keys: tasks written by them are not seen, and
+// expire as they were set to.
 //
 // # Keys
 //
@@ -75,7 +97,8 @@
 // becomes [store.ErrConflict] unless the stored task is the one the write
 // was computed from: none for Prev 0 (version 1 creates a task, a higher
 // version restores one the store lost), or version Prev of the write's
-// incarnation. It then writes the hash, sets the time to live with PEXPIRE
+// incarnation. It then writes the hash (in place, or anew when the task
+// is written in the compact form or was kept in it), sets the time to live with PEXPIRE
 // (or clears it with PERSIST) and, unless the write is quiet, publishes
 // {"id":..., "version":..., "incarnation":...} on the task's channel, all
 // atomically. A write whose id is among those in the writes field was
@@ -123,7 +146,8 @@
 // [Store.List] reads, in one round trip (per node of a cluster), a little
 // more than its share of a page from each status index the filter names
 // on each shard, from the page token's place, with ZRANGE BYLEX REV; it
-// merges them and reads the newest page's tasks in a second round trip. A
+// merges them and reads the newest page's tasks in a second round trip
+// (their state fields; those kept in the compact form whole, in a third). A
 // filter by kind, label or lease runs a script on each shard instead,
 // which reads the index field of each task it passes over. [Store.Count]
 // reads the size of each status index, or, for a kind or a label, one of

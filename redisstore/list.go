@@ -20,7 +20,7 @@ import (
 // List implements [store.Lister], mostly in two round trips (per node of
 // a cluster): the newest entries of each status index the filter reads on
 // every shard, a few more than the shard's share of a page, and the
-// newest page of all those, read with one HMGET a task.
+// newest page of all those, read with one HGET a task (see readPage).
 // When a shard may hold more of the page than it was asked for (the
 // entries are unevenly spread, or the page is mostly gone), List asks
 // again from where it is sure of the order. A task found in an index but
@@ -239,45 +239,115 @@ func (s *Store) searchIndexes(ctx context.Context, q query, limit int) ([][]stri
 // guard a read of one task, and a page checks each state against its
 // entry instead. Against HMGET of the four fields, that took a tenth off
 // a page: BenchmarkListPage's p50 at 100,000 tasks 487 µs [439–539]
-// against 548 µs [474–574], 5 rounds in turns.
+// against 548 µs [474–574], 5 rounds in turns. A task without a state
+// field is kept in the compact form (see [WithCompactEnded]), or gone:
+// those are read whole, with HGETALL, in one more round trip. A Store
+// that writes the compact form reads every task of a page whole, at once.
 func (s *Store) readPage(ctx context.Context, f store.Filter, entries []string) ([]store.State, []int, error) {
-	cmds, err := call(ctx, s.direct, func(ctx context.Context) ([]*redis.StringCmd, error) {
-		cmds := make([]*redis.StringCmd, len(entries))
+	read := make([]store.State, len(entries))
+	var whole []int // the entries whose tasks are to be read whole
+	if s.compact {  // most tasks listed have ended
+		whole = make([]int, 0, len(entries))
+		for i := range entries {
+			whole = append(whole, i)
+		}
+	} else {
+		var err error
+		if whole, err = s.readStates(ctx, entries, read); err != nil {
+			return nil, nil, err
+		}
+	}
+	gone, err := s.readWhole(ctx, entries, whole, read)
+	if err != nil {
+		return nil, nil, err
+	}
+	tasks := make([]store.State, 0, len(entries))
+	for i, e := range entries {
+		if st := read[i]; st.ID != "" && indexEntry(st.CreatedAt, st.ID) == e && f.Match(st) {
+			tasks = append(tasks, st)
+		}
+	}
+	return tasks, gone, nil
+}
+
+// readStates reads into read the states of the tasks of entries, from
+// their state fields, and returns the entries whose tasks have none.
+// Those it cannot decode it logs and leaves zero.
+func (s *Store) readStates(ctx context.Context, entries []string, read []store.State) ([]int, error) {
+	raws, err := pipeline(ctx, s, entries, func(ctx context.Context, p redis.Pipeliner, key string) *redis.StringCmd {
+		return p.HGet(ctx, key, fieldState)
+	})
+	if err != nil && !errors.Is(err, redis.Nil) { // a task without the field answers nil
+		return nil, err
+	}
+	var none []int
+	for i, e := range entries {
+		raw, err := raws[i].Result()
+		switch {
+		case errors.Is(err, redis.Nil):
+			none = append(none, i)
+			continue
+		case err != nil:
+			return nil, err
+		}
+		if read[i], err = decodeStateField(&s.decoded, entryID(e), raw); err != nil {
+			s.logger.WarnContext(ctx, "redisstore: list: a task cannot be read; it is left out", "task_id", entryID(e), "err", err)
+		}
+	}
+	return none, nil
+}
+
+// readWhole reads into read the states of the tasks of the entries
+// numbered which, from their whole hashes, and returns the shards of the
+// entries whose tasks are gone. Those it cannot decode it logs and leaves
+// zero.
+func (s *Store) readWhole(ctx context.Context, entries []string, which []int, read []store.State) ([]int, error) {
+	if len(which) == 0 {
+		return nil, nil
+	}
+	some := make([]string, len(which))
+	for j, i := range which {
+		some[j] = entries[i]
+	}
+	hashes, err := pipeline(ctx, s, some, func(ctx context.Context, p redis.Pipeliner, key string) *redis.MapStringStringCmd {
+		return p.HGetAll(ctx, key)
+	})
+	if err != nil {
+		return nil, err
+	}
+	var gone []int
+	for j, i := range which {
+		id := entryID(entries[i])
+		fields, err := hashes[j].Result()
+		switch {
+		case err != nil:
+			return nil, err
+		case len(fields) == 0: // expired or deleted, and not yet taken out of the indexes
+			if n := shardOf(id); !slices.Contains(gone, n) {
+				gone = append(gone, n)
+			}
+			continue
+		}
+		if read[i], err = decodeState(&s.decoded, id, fields); err != nil {
+			s.logger.WarnContext(ctx, "redisstore: list: a task cannot be read; it is left out", "task_id", id, "err", err)
+		}
+	}
+	return gone, nil
+}
+
+// pipeline sends, in one round trip (per node of a cluster), the command
+// cmd makes of the hash of the task of each of entries, and returns them.
+func pipeline[C redis.Cmder](ctx context.Context, s *Store, entries []string, cmd func(context.Context, redis.Pipeliner, string) C) ([]C, error) {
+	return call(ctx, s.direct, func(ctx context.Context) ([]C, error) {
+		cmds := make([]C, len(entries))
 		_, err := s.client.Pipelined(ctx, func(p redis.Pipeliner) error {
 			for i, e := range entries {
-				cmds[i] = p.HGet(ctx, s.keys.task(entryID(e)), fieldState)
+				cmds[i] = cmd(ctx, p, s.keys.task(entryID(e)))
 			}
 			return nil
 		})
 		return cmds, err
 	})
-	if err != nil && !errors.Is(err, redis.Nil) { // a task gone answers nil
-		return nil, nil, err
-	}
-	tasks := make([]store.State, 0, len(entries))
-	var gone []int
-	for i, e := range entries {
-		id := entryID(e)
-		raw, err := cmds[i].Result()
-		switch {
-		case errors.Is(err, redis.Nil): // expired or deleted, and not yet taken out of the indexes
-			if n := shardOf(id); !slices.Contains(gone, n) {
-				gone = append(gone, n)
-			}
-			continue
-		case err != nil:
-			return nil, nil, err
-		}
-		st, err := decodeStateField(&s.decoded, id, raw)
-		if err != nil {
-			s.logger.WarnContext(ctx, "redisstore: list: a task cannot be read; it is left out", "task_id", id, "err", err)
-			continue
-		}
-		if indexEntry(st.CreatedAt, st.ID) == e && f.Match(st) {
-			tasks = append(tasks, st)
-		}
-	}
-	return tasks, gone, nil
 }
 
 // sweep runs sweepScript on each of shards, in one pipeline.

@@ -10,7 +10,6 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/taskstatus/taskstatus/internal/statejson"
 	"github.com/taskstatus/taskstatus/store"
 )
 
@@ -34,9 +33,10 @@ type Store struct {
 	timeout time.Duration
 	health  time.Duration
 	logger  *slog.Logger
+	compact bool // tasks that ended are written in the compact form (WithCompactEnded)
 
-	batch    batcher         // sends the commands of concurrent calls together (batch.go)
-	decoded  statejson.Cache // the states decoded last
+	batch    batcher   // sends the commands of concurrent calls together (batch.go)
+	decoded  hashCache // the states decoded last
 	closed   atomic.Bool
 	watching watching // the watches and what serves them (watch.go)
 }
@@ -159,11 +159,20 @@ func (s *Store) Put(ctx context.Context, w store.Write) error {
 	return nil
 }
 
-// putCall returns the keys and arguments of the put script for w.
+// putCall returns the keys and arguments of the put script for w. With
+// WithCompactEnded, a task that ended is written in the compact form where
+// its state allows.
 func (s *Store) putCall(w store.Write) (keys []string, args []any, _ error) {
-	data, err := encodeState(w.State)
-	if err != nil {
-		return nil, nil, err
+	var data []byte // empty: the state is in compact
+	compact, ok := []any(nil), false
+	if s.compact && w.State.Status.Terminal() {
+		compact, ok = compactFields(w.State)
+	}
+	if !ok {
+		var err error
+		if data, err = encodeState(w.State); err != nil {
+			return nil, nil, err
+		}
 	}
 	var ttl int64
 	if w.TTL > 0 {
@@ -182,7 +191,7 @@ func (s *Store) putCall(w store.Write) (keys []string, args []any, _ error) {
 		sk.index, indexField(st), indexEntry(st.CreatedAt, st.ID), string(st.Status),
 		sk.tasks,
 	}
-	return keys, args, nil
+	return keys, append(args, compact...), nil
 }
 
 // script runs script with keys and args, in a pipeline with the calls

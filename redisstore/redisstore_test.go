@@ -56,12 +56,19 @@ func TestConformanceCluster(t *testing.T) {
 }
 
 // runConformance runs storetest.Run on stores of b, each with a key prefix
-// of its own.
+// of its own, as New makes them and with WithCompactEnded.
 func runConformance(t *testing.T, b backend) {
-	storetest.Run(t, func(t *testing.T) storetest.Fixture {
-		s, _, advance := newTestStore(t, b)
-		return storetest.Fixture{Store: s, Advance: advance}
-	})
+	for _, form := range []struct {
+		name string
+		opts []redisstore.Option
+	}{{"json", nil}, {"compact-ended", []redisstore.Option{redisstore.WithCompactEnded()}}} {
+		t.Run(form.name, func(t *testing.T) {
+			storetest.Run(t, func(t *testing.T) storetest.Fixture {
+				s, _, advance := newTestStore(t, b, form.opts...)
+				return storetest.Fixture{Store: s, Advance: advance}
+			})
+		})
+	}
 }
 
 // newTestStore returns a store on a new client of b, under a random prefix

@@ -43,6 +43,14 @@ import (
 // results) does not take the stored one apart: 11.9 µs against 13.4 µs,
 // measured the same way.
 //
+// A write in the compact form (a task that ended, see Stored form in the
+// package doc), or onto a task kept in it, deletes the hash and writes it
+// anew: HSET never takes out a field, and Redis never turns a hash back
+// into a listpack once a long value made it a hash table. Such a write
+// splits the write ids into two fields of four, and reads them back
+// together; the status field, which only the compact form has, tells the
+// form stored.
+//
 // The write ids are looked for only when the write does not apply: a
 // resend of a write that was applied finds another version, or another
 // incarnation, stored. A quiet write leaves the announced version as it
@@ -59,7 +67,7 @@ import (
 // ARGV[1] -> the version the write was computed from; 0: no task
 // ARGV[2] -> the new version
 // ARGV[3] -> the incarnation, which a stored task must have unless ARGV[1] is 0
-// ARGV[4] -> the state's JSON
+// ARGV[4] -> the state's JSON; "" for the compact form, in ARGV[15..]
 // ARGV[5] -> time to live in milliseconds; "0" for none
 // ARGV[6] -> the write's id, as writeToken gives it; "" for none
 // ARGV[7] -> how many write ids to keep
@@ -70,15 +78,19 @@ import (
 // ARGV[12] -> the index entry
 // ARGV[13] -> the status
 // ARGV[14] -> the prefix of the shard's task keys
+// ARGV[15..] -> the compact form's fields and values, in turn (compactFields)
 //
 // Returns "OK", or an error reply "CONFLICT <what is stored>" or
 // "CORRUPT <reason>" (such as a key that is not a hash).
 var putScript = redis.NewScript(luaExpire + `
-local stored = redis.pcall('HMGET', KEYS[1], 'version', 'inc', 'writes', 'index')
+local stored = redis.pcall('HMGET', KEYS[1], 'version', 'inc', 'writes', 'index', 'writes2', 'announced', 'status')
 if stored.err then
 	return redis.error_reply('CORRUPT ' .. stored.err)
 end
 local version, inc, writes, id = stored[1], stored[2] or '', stored[3] or '', ARGV[6]
+if stored[5] and stored[5] ~= '' then
+	writes = writes == '' and stored[5] or writes .. ' ' .. stored[5]
+end
 if version then
 	version = tonumber(version)
 	if not version then
@@ -116,13 +128,47 @@ if id ~= '' then
 	end
 end
 local idx, entry, status = ARGV[10], ARGV[12], ARGV[13]
-if ARGV[8] ~= '' then
+local compact = ARGV[4] == ''
+if compact or stored[7] then -- the form changes, or a compact hash is written again: whole
+	local announced = ARGV[2]
+	if ARGV[8] == '' then
+		announced = stored[6] or stored[1] or '0'
+	end
+	local f = {'version', ARGV[2], 'inc', ARGV[3], 'index', ARGV[11], 'announced', announced}
+	if compact then
+		local at, first, rest = 0, writes, nil
+		for _ = 1, 4 do
+			at = at and string.find(writes, ' ', at + 1, true)
+		end
+		if at then
+			first, rest = string.sub(writes, 1, at - 1), string.sub(writes, at + 1)
+		end
+		table.insert(f, 'writes')
+		table.insert(f, first)
+		if rest then
+			table.insert(f, 'writes2')
+			table.insert(f, rest)
+		end
+		for i = 15, #ARGV do
+			table.insert(f, ARGV[i])
+		end
+	else
+		table.insert(f, 'writes')
+		table.insert(f, writes)
+		table.insert(f, 'state')
+		table.insert(f, ARGV[4])
+	end
+	redis.call('DEL', KEYS[1])
+	redis.call('HSET', KEYS[1], unpack(f))
+elseif ARGV[8] ~= '' then
 	redis.call('HSET', KEYS[1], 'version', ARGV[2], 'inc', ARGV[3], 'state', ARGV[4], 'writes', writes,
 		'index', ARGV[11], 'announced', ARGV[2])
-	redis.call('PUBLISH', ARGV[9], ARGV[8])
 else
 	redis.call('HSET', KEYS[1], 'version', ARGV[2], 'inc', ARGV[3], 'state', ARGV[4], 'writes', writes, 'index', ARGV[11])
 	redis.call('HSETNX', KEYS[1], 'announced', stored[1] or '0')
+end
+if ARGV[8] ~= '' then
+	redis.call('PUBLISH', ARGV[9], ARGV[8])
 end
 local _, _, kind, _, labels = unindex(ARGV[11])
 local moved = false -- the task's entry moved to another index, or is new

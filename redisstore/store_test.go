@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -195,6 +196,116 @@ func TestStoredForm(t *testing.T) {
 	assert.False(t, mr.Exists("taskstatus:{t9}i:expiry"), "and takes the task out of the expiry index")
 }
 
+// TestStoredFormOfAnEndedTask checks the compact form a task is kept in
+// once it ended: short fields that each read plainly, every one of at
+// most 64 bytes (so that Redis keeps the hash as a listpack; the memory
+// it saves is BenchmarkMemoryPerTask's), the write ids in two fields, and
+// the JSON form again once the task runs again.
+func TestStoredFormOfAnEndedTask(t *testing.T) {
+	plain, mr, c := newMiniStore(t)
+	s, err := redisstore.New(c, redisstore.WithCompactEnded())
+	require.NoError(t, err)
+	ctx := t.Context()
+	key := redisstore.TaskKey(redisstore.DefaultPrefix, "doc-123")
+	st := newState("doc-123")
+	st.Kind, st.Labels = "document", map[string]string{"project_id": "p-42"}
+	st.Steps = []store.Step{{Name: "parse", Status: store.StepPending}, {Name: "embed it", Status: store.StepPending}}
+	var ids []string
+	for i := 1; i <= 10; i++ {
+		w := store.Write{State: st, Prev: st.Version - 1, ID: fmt.Sprintf("w%d", i), TTL: time.Hour}
+		require.NoError(t, s.Put(ctx, w))
+		ids = append(ids, w.ID)
+		st = next(st, func(st *store.State) { st.Status, st.StartedAt = store.StatusRunning, st.CreatedAt })
+	}
+	at := st.CreatedAt
+	st.Status, st.CompletedAt = store.StatusFailed, at.Add(3*time.Second)
+	st.ErrorMessage = "Vectorization failed"
+	st.ErrorDetails = map[string]json.RawMessage{"exception_type": json.RawMessage(`"ConnectionError"`)}
+	st.Result = map[string]json.RawMessage{"entities_extracted": json.RawMessage(`17`)}
+	st.Steps[0] = store.Step{Name: "parse", Status: store.StepSuccess, Attempt: 1, StartedAt: at.Add(time.Millisecond), CompletedAt: at.Add(2 * time.Millisecond)}
+	st.Steps[1] = store.Step{Name: "embed it", Status: store.StepFailed, Attempt: 2, StartedAt: at.Add(time.Second), Error: "refused"}
+	end := store.Write{State: st, Prev: st.Version - 1, ID: "w11", TTL: time.Hour}
+	require.NoError(t, s.Put(ctx, end))
+	ids = append(ids, end.ID)
+
+	fields, err := c.HGetAll(ctx, key).Result()
+	require.NoError(t, err)
+	created := strconv.FormatInt(at.UnixNano(), 10)
+	assert.Equal(t, map[string]string{
+		"version": "11", "inc": "inc-1", "announced": "11", "index": fields["index"],
+		"writes": "w11 w10 w9 w8", "writes2": "w7 w6 w5 w4",
+		"status": "failed", "kind": "document", "attempt": "1", "label:project_id": "p-42",
+		"created_at": created, "started_at": created,
+		"updated_at":    strconv.FormatInt(st.UpdatedAt.UnixNano(), 10),
+		"completed_at":  strconv.FormatInt(st.CompletedAt.UnixNano(), 10),
+		"error_message": "Vectorization failed", "error_details:exception_type": `"ConnectionError"`,
+		"result:entities_extracted": "17",
+		"step:0":                    "success 1 1000000 2000000 parse",
+		"step:1":                    "failed 2 1000000000 - embed it",
+		"step:1:error":              "refused",
+	}, fields)
+	for name, value := range fields {
+		assert.LessOrEqual(t, len(name), 64, name)
+		assert.LessOrEqual(t, len(value), 64, name)
+	}
+	assert.InDelta(t, time.Hour, mr.TTL(key), float64(time.Second))
+	for _, s := range []*redisstore.Store{s, plain} { // a Store reads both forms, whatever its options
+		got, err := s.Get(ctx, "doc-123")
+		require.NoError(t, err)
+		assert.True(t, st.Equal(got), "got %+v", got)
+		page, err := s.List(ctx, store.Filter{Statuses: []store.Status{store.StatusFailed}}, 10, "")
+		require.NoError(t, err)
+		require.Len(t, page.Tasks, 1)
+		assert.True(t, st.Equal(page.Tasks[0]), "a listing reads the compact form")
+	}
+
+	// Resends of the last store.MinWriteIDs writes are recognised, in both
+	// fields, and change nothing.
+	for _, id := range ids[len(ids)-store.MinWriteIDs:] {
+		require.NoError(t, s.Put(ctx, store.Write{State: st, Prev: st.Version - 1, ID: id}), "a resend of %s", id)
+	}
+	older := store.Write{State: st, Prev: st.Version - 1, ID: ids[len(ids)-store.MinWriteIDs-1]}
+	require.ErrorIs(t, s.Put(ctx, older), store.ErrConflict, "a write of an id not kept is not taken for a resend")
+	again, err := c.HGetAll(ctx, key).Result()
+	require.NoError(t, err)
+	assert.Equal(t, fields, again, "a resend changes nothing")
+
+	// A quiet write keeps the announced version; the task running again
+	// is kept as JSON, without a field of the compact form, written so by
+	// a Store with the option too.
+	st = next(st, func(st *store.State) { st.Result["vector_indexed"] = json.RawMessage(`true`) })
+	require.NoError(t, s.Put(ctx, store.Write{State: st, Prev: st.Version - 1, ID: "w12", Quiet: true}))
+	assert.Equal(t, "11", mr.HGet(key, "announced"))
+	assert.Equal(t, "true", mr.HGet(key, "result:vector_indexed"))
+	st = next(st, func(st *store.State) {
+		st.Status, st.Attempt, st.CompletedAt, st.ErrorMessage, st.ErrorDetails = store.StatusRunning, 2, time.Time{}, "", nil
+	})
+	require.NoError(t, s.Put(ctx, store.Write{State: st, Prev: st.Version - 1, ID: "w13"}))
+	keys, err := mr.HKeys(key)
+	require.NoError(t, err)
+	assert.ElementsMatch(t, []string{"version", "inc", "state", "writes", "announced", "index"}, keys)
+	assert.Equal(t, "w13 w12 w11 w10 w9 w8 w7 w6", mr.HGet(key, "writes"))
+	assert.Equal(t, "13", mr.HGet(key, "announced"))
+	assert.Zero(t, mr.TTL(key), "a write without a time to live clears it")
+	got, err := s.Get(ctx, "doc-123")
+	require.NoError(t, err)
+	assert.True(t, st.Equal(got), "got %+v", got)
+
+	// A Store without the option writes a task that ended as JSON, onto
+	// the compact form too.
+	st = next(st, func(st *store.State) { st.Status, st.CompletedAt = store.StatusSuccess, st.UpdatedAt })
+	require.NoError(t, s.Put(ctx, store.Write{State: st, Prev: st.Version - 1, ID: "w14"}))
+	require.Equal(t, "success", mr.HGet(key, "status"))
+	st = next(st, func(st *store.State) { st.CorrelationID = "req-1" })
+	require.NoError(t, plain.Put(ctx, store.Write{State: st, Prev: st.Version - 1, ID: "w15"}))
+	keys, err = mr.HKeys(key)
+	require.NoError(t, err)
+	assert.ElementsMatch(t, []string{"version", "inc", "state", "writes", "announced", "index"}, keys)
+	got, err = plain.Get(ctx, "doc-123")
+	require.NoError(t, err)
+	assert.True(t, st.Equal(got), "got %+v", got)
+}
+
 func TestPutRefusesInvalidStates(t *testing.T) {
 	s, mr, _ := newMiniStore(t)
 	for _, tc := range []struct {
@@ -240,7 +351,7 @@ func TestCorrupt(t *testing.T) {
 		{"bad JSON", []string{"version", "1", "state", "{not json"}, false},
 		{"JSON of another type", []string{"version", "1", "state", `["a list"]`}, false},
 		{"no version field", []string{"state", valid(nil)}, true},
-		{"no state field", []string{"version", "1"}, false},
+		{"neither a state nor a status field", []string{"version", "1"}, false},
 		{"only unknown fields", []string{"garbage", "x"}, true},
 		{"version not a number", []string{"version", "one", "state", valid(nil)}, true},
 		{"version field disagrees", []string{"version", "2", "state", valid(nil)}, false},
@@ -252,6 +363,12 @@ func TestCorrupt(t *testing.T) {
 		{"undefined step status", []string{"version", "1", "state", valid(func(m map[string]any) {
 			m["steps"] = []any{map[string]any{"name": "x", "status": "done"}}
 		})}, false},
+		{"compact: undefined status", []string{"version", "1", "status", "paused"}, false},
+		{"compact: time not a number", []string{"version", "1", "status", "success", "created_at", "yesterday"}, false},
+		{"compact: step line cut short", []string{"version", "1", "status", "success", "step:0", "success 1"}, false},
+		{"compact: steps not numbered from 0", []string{"version", "1", "status", "success", "step:1", "success 1 - - a"}, false},
+		{"compact: step error without its step", []string{"version", "1", "status", "success", "step:0:error", "x"}, false},
+		{"compact: result not JSON", []string{"version", "1", "status", "success", "result:x", "{"}, false},
 		{"not a hash", nil, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -292,6 +409,15 @@ func TestUnknownFieldsIgnored(t *testing.T) {
 	require.NoError(t, err)
 	assert.True(t, st.Equal(got), "got %+v", got)
 	require.NoError(t, s.Put(t.Context(), write(next(st, nil))), "a task with unknown fields can be written")
+
+	key := redisstore.TaskKey(redisstore.DefaultPrefix, "doc-2")
+	mr.HSet(key, "version", "1", "status", "success", "step:0", "success 1 - - parse", "step:0:retries", "3",
+		"step:x", "?", "priority", "3")
+	got, err = s.Get(t.Context(), "doc-2")
+	require.NoError(t, err)
+	want := store.State{ID: "doc-2", Status: store.StatusSuccess, Version: 1,
+		Steps: []store.Step{{Name: "parse", Status: store.StepSuccess, Attempt: 1}}}
+	assert.True(t, want.Equal(got), "the compact form too: got %+v", got)
 }
 
 // TestLoading checks that a server that is loading its data is reported
