@@ -28,14 +28,23 @@ import (
 	"github.com/taskstatus/taskstatus/store"
 )
 
-var listTasks = flag.Int("redisstore.list.tasks", 100_000, "tasks BenchmarkListPage lists among (1% of them failed)")
+var (
+	listTasks   = flag.Int("redisstore.list.tasks", 100_000, "tasks BenchmarkListPage lists among (1% of them failed)")
+	listCompact = flag.Bool("redisstore.list.compact", false, "BenchmarkListPage writes its tasks with WithCompactEnded")
+)
 
 // BenchmarkLifecycle writes whole task lifecycles, 32 at once: creation,
 // running, 10 step updates, success; 13 writes, 3 of them changing the
-// status. The metric is per write.
+// status. The metric is per write. The tasks that ended are kept in the
+// JSON form, and in the compact one (WithCompactEnded).
 func BenchmarkLifecycle(b *testing.B) {
+	b.Run("form=json", func(b *testing.B) { benchmarkLifecycle(b) })
+	b.Run("form=compact", func(b *testing.B) { benchmarkLifecycle(b, redisstore.WithCompactEnded()) })
+}
+
+func benchmarkLifecycle(b *testing.B, opts ...redisstore.Option) {
 	c, prefix := benchClient(b)
-	s, err := redisstore.New(c, redisstore.WithPrefix(prefix))
+	s, err := redisstore.New(c, append(opts, redisstore.WithPrefix(prefix))...)
 	require.NoError(b, err)
 	var tasks atomic.Int64
 	writers := make([]writer, 32)
@@ -66,7 +75,8 @@ func BenchmarkLifecycle(b *testing.B) {
 // characters, and reports the p50 and p99 of a page, the same of one raw
 // ZREVRANGE of 50 on a status index, the ratio of their p50s, and the
 // bytes the indexes take per task (the sorted sets, and the fields of the
-// hash only the listing reads).
+// hash only the listing reads). With -redisstore.list.compact, the tasks
+// are written with WithCompactEnded.
 //
 // The page and the raw call take turns, one of each an iteration, the
 // first of them alternating, so that both meet the same machine. Run
@@ -81,7 +91,11 @@ func BenchmarkListPage(b *testing.B) {
 		b.Fatalf("%s is not set: the listing is measured on a real server", envAddr)
 	}
 	c, prefix := benchClient(b)
-	s, err := redisstore.New(c, redisstore.WithPrefix(prefix))
+	opts := []redisstore.Option{redisstore.WithPrefix(prefix)}
+	if *listCompact {
+		opts = append(opts, redisstore.WithCompactEnded())
+	}
+	s, err := redisstore.New(c, opts...)
 	require.NoError(b, err)
 	populateFailed(b, s, *listTasks)
 

@@ -13,15 +13,21 @@ import (
 
 // BenchmarkMemoryPerTask reports what Redis keeps of a finished five-step
 // task of the example service, with its kind, a label and its results:
-// MEMORY USAGE of its hash, against the origin's design, the task's JSON
-// in a string, in the same run. The indexes add their share too (see
+// MEMORY USAGE of its hash, in the JSON form and in the compact one
+// (WithCompactEnded), against the origin's design, the task's JSON in a
+// string, in the same run. The indexes add their share too (see
 // BenchmarkListPage). Against the Redis server named by
 // TASKSTATUS_REDIS_ADDR:
 //
-//	TASKSTATUS_REDIS_ADDR=127.0.0.1:6379 go test -run '^$' -bench MemoryPerTask -benchtime 1x ./redisstore/
+//	TASKSTATUS_REDIS_ADDR=127.0.0.1:6379 go test -run '^$' -bench MemoryPerTask -benchtime 1000x ./redisstore/
 func BenchmarkMemoryPerTask(b *testing.B) {
+	b.Run("form=json", func(b *testing.B) { benchmarkMemoryPerTask(b) })
+	b.Run("form=compact", func(b *testing.B) { benchmarkMemoryPerTask(b, redisstore.WithCompactEnded()) })
+}
+
+func benchmarkMemoryPerTask(b *testing.B, opts ...redisstore.Option) {
 	c, prefix := benchClient(b)
-	s, err := redisstore.New(c, redisstore.WithPrefix(prefix))
+	s, err := redisstore.New(c, append(opts, redisstore.WithPrefix(prefix))...)
 	require.NoError(b, err)
 	tr, err := tracker.New(s)
 	require.NoError(b, err)
