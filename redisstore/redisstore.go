@@ -163,7 +163,7 @@ func (s *Store) Put(ctx context.Context, w store.Write) error {
 // WithCompactEnded, a task that ended is written in the compact form where
 // its state allows.
 func (s *Store) putCall(w store.Write) (keys []string, args []any, _ error) {
-	var data []byte // empty: the state is in compact
+	var data []byte // empty: the state is in the compact form's fields
 	compact, ok := []any(nil), false
 	if s.compact && w.State.Status.Terminal() {
 		compact, ok = compactFields(w.State)
