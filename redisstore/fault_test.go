@@ -83,8 +83,10 @@ const (
 // and takes it away in the middle of every run: killed (SIGKILL) and
 // started again with its data (appendonly, appendfsync always) or without
 // (a restart that loses everything), or paused (SIGSTOP), for each length
-// of -redisstore.outages. Half the runs end while Redis is away; the
-// others go on once it is back. Within 5 seconds of Redis answering
+// of -redisstore.outages, and killed with its data once more with
+// WithCompactEnded, whose writes that end a task rewrite its hash whole.
+// Half the runs end while Redis is away; the others go on once it is
+// back. Within 5 seconds of Redis answering
 // again, every task's stored state is what its pipeline did: its status,
 // each step's status, its results and error. None is left running, no
 // step that ran is skipped. While Redis is away, every read and the status
@@ -101,13 +103,16 @@ func TestOutageMidPipelines(t *testing.T) {
 			name       string
 			how        outage
 			persistent bool
+			opts       []redisstore.Option
 		}{
-			{"killed/aof", killed, true},
-			{"killed/empty", killed, false},
-			{"paused", paused, true},
+			{"killed/aof", killed, true, nil},
+			{"killed/empty", killed, false, nil},
+			{"paused", paused, true, nil},
+			// the writes that end the runs rewrite their hashes whole
+			{"killed/aof/compact-ended", killed, true, []redisstore.Option{redisstore.WithCompactEnded()}},
 		} {
 			t.Run(fmt.Sprintf("%s/%v", sc.name, d), func(t *testing.T) {
-				runOutage(t, faultScenario{how: sc.how, persistent: sc.persistent, length: d, probe: statusEndpointProbe()})
+				runOutage(t, faultScenario{how: sc.how, persistent: sc.persistent, length: d, probe: statusEndpointProbe(), opts: sc.opts})
 			})
 		}
 	}
@@ -119,6 +124,7 @@ type faultScenario struct {
 	persistent bool          // whether the server keeps its data across a kill
 	length     time.Duration // how long the server is away
 	probe      outageProbe
+	opts       []redisstore.Option // of the store, besides its timeout
 }
 
 // faultRun is what run i of the scenario does: its id, the steps that
@@ -218,7 +224,7 @@ func runOutage(t *testing.T, sc faultScenario) {
 		Addr: srv.Addr(), DisableIdentity: true, ContextTimeoutEnabled: true, PoolSize: faultPoolSize,
 	})
 	defer func() { _ = client.Close() }()
-	s, err := redisstore.New(client, redisstore.WithTimeout(faultStoreLimit))
+	s, err := redisstore.New(client, append(sc.opts, redisstore.WithTimeout(faultStoreLimit))...)
 	require.NoError(t, err)
 	defer func() { _ = s.Close() }()
 	var reported errorLog
