@@ -71,13 +71,15 @@ func WithHealthInterval(d time.Duration) Option {
 // WithCompactEnded makes the Store write each task that ended in the
 // compact form (see Stored form in the package doc), which Redis keeps in
 // less than half the memory of the JSON form: 888 bytes instead of 1,946
-// for a finished task of five steps (BenchmarkMemoryPerTask), most of what
-// a Redis holds when ended tasks are kept for a day. The cost is in
+// for a finished task of five steps (BenchmarkMemoryPerTask). Ended tasks,
+// kept until they expire, are most of what a Redis holds. The cost is in
 // reading: such a task is read whole, field by field, and a page of 50
 // took 1.3 times as long (BenchmarkListPage, 100,000 ended tasks: p50
 // 574 µs against 435 µs, p99 1.5 ms against 1.0 ms). Writes cost the
 // same (BenchmarkLifecycle). Every Store reads both forms, whatever its
-// options, so that the instances of a service can turn it on one by one.
+// options, so that the instances of a service can turn it on one by one;
+// a Store without it reads the compact tasks of a page in one more round
+// trip.
 func WithCompactEnded() Option {
 	return func(s *Store) error {
 		s.compact = true
