@@ -66,18 +66,13 @@ func decodeState(c *hashCache, id string, fields map[string]string) (store.State
 	}
 	var st store.State
 	if raw, ok := fields[fieldState]; ok {
-		st, err = decodeStateField(c, id, raw)
-		switch {
-		case err != nil:
-		case st.Version != version:
-			err = fmt.Errorf("%w: %s field is %d but the state has version %d",
-				store.ErrCorrupt, fieldVersion, version, st.Version)
-		case st.Incarnation != fields[fieldIncarnation]:
-			err = fmt.Errorf("%w: %s field is %q but the state has incarnation %q",
-				store.ErrCorrupt, fieldIncarnation, fields[fieldIncarnation], st.Incarnation)
+		if st, err = decodeStateField(c, id, raw); err == nil {
+			err = agrees(st, version, fields[fieldIncarnation])
 		}
 	} else if _, ok := fields[fieldStatus]; ok {
-		st, err = decodeCompactFields(c, id, version, fields)
+		st, err = c.Decode(id, decodedFrom{fields: fields}, func() (store.State, error) {
+			return decodeCompact(id, version, fields)
+		})
 	} else {
 		err = fmt.Errorf("%w: neither a %s nor a %s field", store.ErrCorrupt, fieldState, fieldStatus)
 	}
@@ -94,34 +89,31 @@ func decodeState(c *hashCache, id string, fields map[string]string) (store.State
 // holds, decoded through c. An error wraps store.ErrCorrupt: the field is
 // not a state, or is another task's.
 func decodeStateField(c *hashCache, id, raw string) (store.State, error) {
-	from := decodedFrom{state: raw}
-	if st, ok := c.Get(id, from); ok {
+	return c.Decode(id, decodedFrom{state: raw}, func() (store.State, error) {
+		st, err := statejson.Decode([]byte(raw))
+		switch {
+		case err != nil:
+			return store.State{}, fmt.Errorf("%s field: %w", fieldState, err)
+		case st.ID != id:
+			return store.State{}, fmt.Errorf("%w: the state is of task %q", store.ErrCorrupt, st.ID)
+		}
 		return st, nil
-	}
-	st, err := statejson.Decode([]byte(raw))
-	if err != nil {
-		return store.State{}, fmt.Errorf("%s field: %w", fieldState, err)
-	}
-	if st.ID != id {
-		return store.State{}, fmt.Errorf("%w: the state is of task %q", store.ErrCorrupt, st.ID)
-	}
-	c.Keep(id, from, st)
-	return st, nil
+	})
 }
 
-// decodeCompactFields returns what decodeCompact returns for the fields
-// of task id's hash, decoded through c.
-func decodeCompactFields(c *hashCache, id string, version int64, fields map[string]string) (store.State, error) {
-	from := decodedFrom{fields: fields}
-	if st, ok := c.Get(id, from); ok {
-		return st, nil
+// agrees returns an error wrapping store.ErrCorrupt unless st, decoded
+// from a state field, has the version and incarnation of the hash's
+// version and inc fields.
+func agrees(st store.State, version int64, inc string) error {
+	switch {
+	case st.Version != version:
+		return fmt.Errorf("%w: %s field is %d but the state has version %d",
+			store.ErrCorrupt, fieldVersion, version, st.Version)
+	case st.Incarnation != inc:
+		return fmt.Errorf("%w: %s field is %q but the state has incarnation %q",
+			store.ErrCorrupt, fieldIncarnation, inc, st.Incarnation)
 	}
-	st, err := decodeCompact(id, version, fields)
-	if err != nil {
-		return store.State{}, err
-	}
-	c.Keep(id, from, st)
-	return st, nil
+	return nil
 }
 
 // announcedVersion returns the version last published of the task whose

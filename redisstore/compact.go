@@ -2,6 +2,7 @@ package redisstore
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -293,7 +294,7 @@ func readParts(st *store.State, fields map[string]string) error {
 func addRaw(m map[string]json.RawMessage, k, raw string) (map[string]json.RawMessage, error) {
 	v, err := json.Marshal(json.RawMessage(raw))
 	if err != nil {
-		return nil, fmt.Errorf("not a JSON value")
+		return nil, errors.New("not a JSON value")
 	}
 	if m == nil {
 		m = make(map[string]json.RawMessage)
@@ -321,11 +322,11 @@ func addStepField(steps map[int]store.Step, rest, raw string, base int64) error 
 		sp.Error = text(raw)
 	case suffixStepProgress:
 		if json.Unmarshal([]byte(raw), &sp.Progress) != nil {
-			return fmt.Errorf("not the JSON of a progress")
+			return errors.New("not the JSON of a progress")
 		}
 	case suffixSubSteps:
 		if json.Unmarshal([]byte(raw), &sp.SubSteps) != nil {
-			return fmt.Errorf("not the JSON of sub-steps")
+			return errors.New("not the JSON of sub-steps")
 		}
 	default:
 		return nil
@@ -345,7 +346,7 @@ func stepIndex(num string) (int, bool) {
 func readStepLine(sp *store.Step, line string, base int64) error {
 	parts := strings.SplitN(line, " ", 5)
 	if len(parts) != 5 {
-		return fmt.Errorf("not a step's status, attempt, times and name")
+		return errors.New("not a step's status, attempt, times and name")
 	}
 	attempt, err := strconv.Atoi(parts[1])
 	if err != nil {

@@ -45,9 +45,24 @@ type entry[S any] struct {
 	st   store.State // decoded from from; never handed out, only copies
 }
 
-// Get returns a copy of the state kept of task id if it was decoded from
-// the same as from, and whether it was. The caller owns the copy.
-func (c *Cache[S]) Get(id string, from S) (store.State, bool) {
+// Decode returns a copy of the state kept of task id if it was decoded
+// from the same as from, or else what decode returns, which it keeps
+// unless decode fails. The caller owns the state.
+func (c *Cache[S]) Decode(id string, from S, decode func() (store.State, error)) (store.State, error) {
+	if st, ok := c.get(id, from); ok {
+		return st, nil
+	}
+	st, err := decode()
+	if err != nil {
+		return store.State{}, err
+	}
+	c.keep(id, from, st)
+	return st, nil
+}
+
+// get returns a copy of the state kept of task id if it was decoded from
+// the same as from, and whether it was.
+func (c *Cache[S]) get(id string, from S) (store.State, bool) {
 	c.mu.Lock()
 	e, ok := c.entries[id]
 	c.mu.Unlock()
@@ -57,10 +72,10 @@ func (c *Cache[S]) Get(id string, from S) (store.State, bool) {
 	return e.st.Clone(), true
 }
 
-// Keep keeps a copy of st, decoded from from, as task id's state, in place
+// keep keeps a copy of st, decoded from from, as task id's state, in place
 // of the one kept, unless from is larger than MaxSource. It makes room by
 // dropping arbitrary entries. from must not change after.
-func (c *Cache[S]) Keep(id string, from S, st store.State) {
+func (c *Cache[S]) keep(id string, from S, st store.State) {
 	size := from.Size()
 	if size > MaxSource {
 		return

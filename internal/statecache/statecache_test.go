@@ -20,25 +20,25 @@ func (t text) Size() int        { return len(t) }
 // source, and only for it, as a copy the caller may change.
 func TestCacheServesCopies(t *testing.T) {
 	var c Cache[text]
-	_, ok := c.Get("doc-1", "a")
+	_, ok := c.get("doc-1", "a")
 	require.False(t, ok, "an empty cache serves nothing")
-	c.Keep("doc-1", "a", store.State{ID: "doc-1", Steps: []store.Step{{Name: "x"}}})
-	got, ok := c.Get("doc-1", "a")
+	c.keep("doc-1", "a", store.State{ID: "doc-1", Steps: []store.Step{{Name: "x"}}})
+	got, ok := c.get("doc-1", "a")
 	require.True(t, ok)
 	require.Equal(t, "x", got.Steps[0].Name)
 	got.Steps[0].Name = "changed"
-	again, ok := c.Get("doc-1", "a")
+	again, ok := c.get("doc-1", "a")
 	require.True(t, ok)
 	require.Equal(t, "x", again.Steps[0].Name, "a change to a copy reached the state kept")
-	_, ok = c.Get("doc-1", "b")
+	_, ok = c.get("doc-1", "b")
 	require.False(t, ok, "another source must not be served the state kept")
-	_, ok = c.Get("doc-2", "a")
+	_, ok = c.get("doc-2", "a")
 	require.False(t, ok, "another task must not be served the state kept")
-	c.Keep("doc-1", "b", store.State{ID: "doc-1", Version: 2})
-	got, ok = c.Get("doc-1", "b")
+	c.keep("doc-1", "b", store.State{ID: "doc-1", Version: 2})
+	got, ok = c.get("doc-1", "b")
 	require.True(t, ok)
 	require.EqualValues(t, 2, got.Version, "a newer state replaces the one kept")
-	_, ok = c.Get("doc-1", "a")
+	_, ok = c.get("doc-1", "a")
 	require.False(t, ok)
 }
 
@@ -49,7 +49,7 @@ func TestCacheBounded(t *testing.T) {
 	var c Cache[text]
 	src := text(strings.Repeat("x", 1000))
 	for i := range 2 * MaxBytes / len(src) {
-		c.Keep(fmt.Sprintf("doc-%d", i), src, store.State{})
+		c.keep(fmt.Sprintf("doc-%d", i), src, store.State{})
 		require.LessOrEqual(t, c.size, MaxBytes)
 	}
 	require.Greater(t, c.size, MaxBytes/2, "the bound must be used")
@@ -60,6 +60,29 @@ func TestCacheBounded(t *testing.T) {
 	require.Equal(t, sum, c.size, "size must count the sources kept")
 
 	var big Cache[text]
-	big.Keep("doc-big", text(strings.Repeat("x", MaxSource+1)), store.State{})
+	big.keep("doc-big", text(strings.Repeat("x", MaxSource+1)), store.State{})
 	require.Empty(t, big.entries, "a source larger than MaxSource must not be kept")
+}
+
+// TestDecodeKeepsWhatDecodes checks that Decode decodes once for the same
+// source, keeps nothing when decoding fails, and decodes another source.
+func TestDecodeKeepsWhatDecodes(t *testing.T) {
+	var c Cache[text]
+	calls := 0
+	decode := func(st store.State, err error) func() (store.State, error) {
+		return func() (store.State, error) { calls++; return st, err }
+	}
+	_, err := c.Decode("doc-1", "a", decode(store.State{}, store.ErrCorrupt))
+	require.ErrorIs(t, err, store.ErrCorrupt)
+	require.Empty(t, c.entries, "a failed decoding must not be kept")
+	got, err := c.Decode("doc-1", "a", decode(store.State{ID: "doc-1", Version: 1}, nil))
+	require.NoError(t, err)
+	require.EqualValues(t, 1, got.Version)
+	got, err = c.Decode("doc-1", "a", decode(store.State{ID: "doc-1", Version: 9}, nil))
+	require.NoError(t, err)
+	require.EqualValues(t, 1, got.Version, "the same source must be served from what was kept")
+	require.Equal(t, 2, calls, "the same source must not be decoded again")
+	got, err = c.Decode("doc-1", "b", decode(store.State{ID: "doc-1", Version: 2}, nil))
+	require.NoError(t, err)
+	require.EqualValues(t, 2, got.Version, "another source must be decoded")
 }

@@ -30,13 +30,5 @@ func (t jsonText) Size() int { return len(t) }
 // bytes, or else the state Decode returns, which it keeps. The caller
 // owns the state.
 func (c *Cache) Decode(id, data string) (store.State, error) {
-	if st, ok := c.states.Get(id, jsonText(data)); ok {
-		return st, nil
-	}
-	st, err := Decode([]byte(data))
-	if err != nil {
-		return store.State{}, err
-	}
-	c.states.Keep(id, jsonText(data), st)
-	return st, nil
+	return c.states.Decode(id, jsonText(data), func() (store.State, error) { return Decode([]byte(data)) })
 }

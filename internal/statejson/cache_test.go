@@ -46,8 +46,10 @@ func TestCacheServesCopies(t *testing.T) {
 	require.True(t, want.Equal(third), "a change to a copy returned reached the one kept: %+v", third)
 
 	// The kept state is served for the same bytes, and only for them.
-	c.states.Keep("doc-1", jsonText(data), store.State{ID: "kept"})
-	kept, err := c.Decode("doc-1", data)
+	var other Cache
+	_, err = other.states.Decode("doc-1", jsonText(data), func() (store.State, error) { return store.State{ID: "kept"}, nil })
+	require.NoError(t, err)
+	kept, err := other.Decode("doc-1", data)
 	require.NoError(t, err)
 	require.Equal(t, "kept", kept.ID, "the same bytes must be served from what was kept")
 	newer, v2 := cachedTask(t, "doc-1", 2)
