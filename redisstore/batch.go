@@ -13,16 +13,40 @@ import (
 // each side, for many calls. Redis answers a pipeline of 16 writes in
 // about the time of 12 sent one by one, and the client spends less too.
 //
-// A call that finds nothing in flight sends its command at once, from its
-// own goroutine: a call alone waits for no timer and no other call. While
-// maxSending pipelines are in flight, calls queue; as soon as one is
-// answered, everything queued goes in the next, sent by a goroutine that
-// lives while calls queue. On a cluster, go-redis splits a pipeline by
-// node, one round trip per node.
+// A call that finds fewer than two pipelines in flight and none queued
+// sends its command at once, from its own goroutine: a call alone waits
+// for no timer and no other call. Otherwise it queues. The queue goes in
+// a pipeline of its own, sent by a goroutine that lives while calls
+// queue, as soon as it may: while fewer than two pipelines are in flight,
+// whatever its size; beyond two, up to maxSending, only once it holds
+// fullBatch calls. So a call waits at most for the pipelines in flight to
+// be answered. On a cluster, go-redis splits a pipeline by node, one
+// round trip per node.
+//
+// Why the two kinds of place: with any pipeline free to go in either of
+// two places, 128 tasks written at once made pipelines of very uneven
+// size. Just after an answer few calls are queued, since those it
+// answered are still making their next writes: half the pipelines (1,033
+// of 2,223 in 50,000 writes) held one call and took a place while another
+// held up to 127. Redis then waited for the client a quarter of the time,
+// and the tracker made 0.75x (median of 9 runs) the writes of the
+// pipelined ceiling; with six more places for pipelines of at least 16,
+// 0.90x (BENCHMARKS.md, "Pipelines of at least 16 beyond two"). A few
+// tasks at once still get the two places as before.
 
-// maxSending is how many pipelines a Store has in flight at most. Two
-// keep the client encoding the next one while Redis runs the last.
-const maxSending = 2
+// Bounds of the pipelines in flight: a Store has at most maxSending; beyond
+// freeSending, one goes only with at least fullBatch calls.
+const (
+	maxSending  = 8
+	freeSending = 2
+	fullBatch   = 16
+)
+
+// mayGo reports whether n queued calls may go in a pipeline while sending
+// pipelines are in flight.
+func mayGo(sending, n int) bool {
+	return n > 0 && (sending < freeSending || sending < maxSending && n >= fullBatch)
+}
 
 // batcher queues the commands of concurrent calls and sends them in
 // pipelines.
@@ -67,7 +91,7 @@ func (b *batcher) process(ctx context.Context, cmd redis.Cmder) error {
 // do sends q's command and waits for its reply, or for the end of q.ctx.
 func (b *batcher) do(q *queued) error {
 	b.mu.Lock()
-	if b.sending < maxSending && len(b.queue) == 0 {
+	if len(b.queue) == 0 && mayGo(b.sending, 1) {
 		b.sending++
 		b.mu.Unlock()
 		err := exec(q.ctx, b.direct, func(ctx context.Context) error {
@@ -79,7 +103,7 @@ func (b *batcher) do(q *queued) error {
 	}
 	q.done = make(chan struct{})
 	b.queue = append(b.queue, q)
-	if b.sending < maxSending {
+	if mayGo(b.sending, len(b.queue)) {
 		b.sending++
 		go b.drain()
 	}
@@ -101,11 +125,11 @@ func (b *batcher) do(q *queued) error {
 }
 
 // sent ends a pipeline a call sent itself: the calls queued meanwhile go
-// next.
+// next in its place, if they may.
 func (b *batcher) sent() {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if len(b.queue) == 0 {
+	if !mayGo(b.sending-1, len(b.queue)) {
 		b.sending--
 		return
 	}
@@ -113,18 +137,17 @@ func (b *batcher) sent() {
 }
 
 // drain sends the queued calls, all those queued at once in one pipeline,
-// until none is left, and then gives its place among the pipelines in
-// flight up.
+// while they may go in its place, and then gives the place up.
 func (b *batcher) drain() {
 	for {
 		b.mu.Lock()
-		batch := b.queue
-		b.queue = nil
-		if len(batch) == 0 {
+		if !mayGo(b.sending-1, len(b.queue)) {
 			b.sending--
 			b.mu.Unlock()
 			return
 		}
+		batch := b.queue
+		b.queue = nil
 		b.mu.Unlock()
 		// The calls have deadlines of their own, and wait for the
 		// pipeline no longer; it ends by the store's timeout.

@@ -110,3 +110,84 @@ func TestBatching(t *testing.T) {
 		require.True(t, states[i].Equal(got), "task %d is what its call wrote, or as it was", i)
 	}
 }
+
+// TestBatchingFillsPipelines holds the pipelines in flight while calls
+// come. Beyond the two places any pipeline may take, a pipeline goes only
+// with 16 calls, and no more than 8 are in flight: the calls beyond wait
+// for an answer, and each call still gets its own outcome.
+func TestBatchingFillsPipelines(t *testing.T) {
+	const full, places = 16, 8
+	s, _, c := newMiniStore(t)
+	ctx := t.Context()
+	states := make([]store.State, 2+full*(places-1))
+	for i := range states {
+		states[i] = newState(fmt.Sprintf("doc-%03d", i))
+		require.NoError(t, s.Put(ctx, write(states[i])))
+	}
+	hook := &holdPipelines{n: places, release: make(chan struct{}), held: make(chan struct{}, places),
+		sizes: make(chan int, 3*len(states))}
+	c.AddHook(hook)
+	release := sync.OnceFunc(func() { close(hook.release) })
+	t.Cleanup(release) // should the test stop early
+	held := func(msg string) {
+		t.Helper()
+		select {
+		case <-hook.held:
+		case <-time.After(10 * time.Second):
+			t.Fatal(msg)
+		}
+	}
+
+	var wg sync.WaitGroup
+	errs := make([]error, len(states))
+	put := func(i int) {
+		states[i] = next(states[i], nil)
+		w := write(states[i])
+		wg.Go(func() { errs[i] = s.Put(ctx, w) })
+	}
+	for i := range 2 { // alone, each in a place of its own
+		put(i)
+		held("a call alone goes at once")
+	}
+	i := 2
+	for pipeline := 3; pipeline <= places; pipeline++ {
+		for range full - 1 {
+			put(i)
+			i++
+		}
+		require.Eventually(t, func() bool { return redisstore.Queued(s) == full-1 }, 10*time.Second, time.Millisecond,
+			"calls queue while two pipelines are in flight")
+		require.Equal(t, pipeline-1, redisstore.Sending(s), "%d calls do not make a pipeline of their own", full-1)
+		put(i) // the 16th
+		i++
+		held("16 queued calls go in a pipeline of their own")
+		require.Equal(t, pipeline, redisstore.Sending(s), "the 16th call sends the queue")
+	}
+	last := len(states) - full
+	require.Equal(t, last, i)
+	for ; i < len(states); i++ {
+		put(i)
+	}
+	require.Eventually(t, func() bool { return redisstore.Queued(s) == full }, 10*time.Second, time.Millisecond,
+		"calls queue while %d pipelines are in flight", places)
+	require.Equal(t, places, redisstore.Sending(s), "no more than %d pipelines are in flight", places)
+	release()
+	wg.Wait()
+
+	sizes := make([]int, 0, places+1)
+	for range places + 1 {
+		sizes = append(sizes, <-hook.sizes)
+	}
+	want := []int{1, 1}
+	for range places - 1 {
+		want = append(want, full)
+	}
+	assert.ElementsMatch(t, want, sizes, "each pipeline beyond the first two holds 16 calls")
+	for i, err := range errs {
+		require.NoError(t, err, "call %d", i)
+		got, err := s.Get(ctx, states[i].ID)
+		require.NoError(t, err)
+		require.True(t, states[i].Equal(got), "task %d is what its call wrote", i)
+	}
+	require.Zero(t, redisstore.Sending(s), "every place is given up")
+}

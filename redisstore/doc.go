@@ -121,10 +121,11 @@
 // # Batching
 //
 // The commands of Gets, Puts and Deletes made at once go to Redis
-// together, in pipelines: a call that finds nothing in flight sends its
-// command at once, and while two pipelines are in flight the calls that
-// come queue and go together in the next, as soon as one is answered. A
-// call alone waits for no timer and no other call; each call gets its own
+// together, in pipelines: a call that finds fewer than two in flight
+// sends its command at once; otherwise calls queue, and go together in
+// the next pipeline as soon as one is answered, or at once in a pipeline
+// of their own once 16 are queued, up to 8 pipelines in flight. A call
+// alone waits for no timer and no other call; each call gets its own
 // reply and error, and returns by its own deadline. Redis runs the
 // commands of a pipeline one after another, each atomically, as if they
 // had been sent one by one. On a cluster, go-redis sends a pipeline's

@@ -35,3 +35,10 @@ func Queued(s *Store) int {
 	defer s.batch.mu.Unlock()
 	return len(s.batch.queue)
 }
+
+// Sending returns how many pipelines of s are in flight.
+func Sending(s *Store) int {
+	s.batch.mu.Lock()
+	defer s.batch.mu.Unlock()
+	return s.batch.sending
+}
