@@ -29,9 +29,9 @@ import (
 // answered are still making their next writes: half the pipelines (1,033
 // of 2,223 in 50,000 writes) held one call and took a place while another
 // held up to 127. Redis then waited for the client a quarter of the time,
-// and the tracker made 0.75x (median of 9 runs) the writes of the
-// pipelined ceiling; with six more places for pipelines of at least 16,
-// 0.90x (BENCHMARKS.md, "Pipelines of at least 16 beyond two"). A few
+// and the tracker made 0.76x the writes of the pipelined ceiling; with six
+// more places for pipelines of at least 16, 0.95x (medians of 7 runs in
+// turns; BENCHMARKS.md, "Pipelines of at least 16 beyond two"). A few
 // tasks at once still get the two places as before.
 
 // Bounds of the pipelines in flight: a Store has at most maxSending; beyond
