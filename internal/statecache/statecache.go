@@ -18,8 +18,8 @@ import (
 // Bounds of a Cache: the bytes of sources it keeps the states of, and the
 // largest source it keeps.
 const (
-	MaxBytes  = 4 << 20
-	MaxSource = MaxBytes / 64
+	maxBytes  = 4 << 20
+	maxSource = maxBytes / 64
 )
 
 // A Source is what a state was decoded from, such as its JSON.
@@ -31,8 +31,8 @@ type Source[S any] interface {
 }
 
 // Cache keeps the state decoded last of each task, with its source, up
-// to MaxBytes of sources. The zero Cache is ready to use. Its methods are
-// safe for concurrent use.
+// to 4 MiB of sources, none larger than 64 KiB. The zero Cache is ready
+// to use. Its methods are safe for concurrent use.
 type Cache[S Source[S]] struct {
 	mu      sync.Mutex
 	entries map[string]entry[S] // by task id
@@ -73,11 +73,11 @@ func (c *Cache[S]) get(id string, from S) (store.State, bool) {
 }
 
 // keep keeps a copy of st, decoded from from, as task id's state, in place
-// of the one kept, unless from is larger than MaxSource. It makes room by
+// of the one kept, unless from is larger than maxSource. It makes room by
 // dropping arbitrary entries. from must not change after.
 func (c *Cache[S]) keep(id string, from S, st store.State) {
 	size := from.Size()
-	if size > MaxSource {
+	if size > maxSource {
 		return
 	}
 	e := entry[S]{from: from, size: size, st: st.Clone()}
@@ -91,7 +91,7 @@ func (c *Cache[S]) keep(id string, from S, st store.State) {
 		c.size -= old.size
 	}
 	for other, old := range c.entries {
-		if c.size+size <= MaxBytes {
+		if c.size+size <= maxBytes {
 			break
 		}
 		delete(c.entries, other)

@@ -42,17 +42,17 @@ func TestCacheServesCopies(t *testing.T) {
 	require.False(t, ok)
 }
 
-// TestCacheBounded checks that the sources kept stay within MaxBytes
-// however many tasks are kept, and that a source larger than MaxSource is
+// TestCacheBounded checks that the sources kept stay within maxBytes
+// however many tasks are kept, and that a source larger than maxSource is
 // not kept.
 func TestCacheBounded(t *testing.T) {
 	var c Cache[text]
 	src := text(strings.Repeat("x", 1000))
-	for i := range 2 * MaxBytes / len(src) {
+	for i := range 2 * maxBytes / len(src) {
 		c.keep(fmt.Sprintf("doc-%d", i), src, store.State{})
-		require.LessOrEqual(t, c.size, MaxBytes)
+		require.LessOrEqual(t, c.size, maxBytes)
 	}
-	require.Greater(t, c.size, MaxBytes/2, "the bound must be used")
+	require.Greater(t, c.size, maxBytes/2, "the bound must be used")
 	sum := 0
 	for _, e := range c.entries {
 		sum += e.from.Size()
@@ -60,8 +60,8 @@ func TestCacheBounded(t *testing.T) {
 	require.Equal(t, sum, c.size, "size must count the sources kept")
 
 	var big Cache[text]
-	big.keep("doc-big", text(strings.Repeat("x", MaxSource+1)), store.State{})
-	require.Empty(t, big.entries, "a source larger than MaxSource must not be kept")
+	big.keep("doc-big", text(strings.Repeat("x", maxSource+1)), store.State{})
+	require.Empty(t, big.entries, "a source larger than maxSource must not be kept")
 }
 
 // TestDecodeKeepsWhatDecodes checks that Decode decodes once for the same
